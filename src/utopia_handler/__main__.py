@@ -1,0 +1,3 @@
+from utopia_handler.cli import main
+
+main()

@@ -1,0 +1,160 @@
+"""Render staff e-mails (subject, text, HTML) from what an order recorded, then compose them.
+
+Render, then send: this module never talks to a network; `SmtpSender` delivers the result.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from email.message import EmailMessage
+from email.utils import formatdate
+from pathlib import Path
+from typing import Any
+
+from jinja2 import Environment, FileSystemLoader, StrictUndefined
+
+from utopia_handler.addresses import state_code, street_with_unit
+from utopia_handler.clients.utopia import Contract, PostalAddress
+from utopia_handler.provisioning import format_phone
+from utopia_handler.settings import MailSettings, PowerCodeSettings
+from utopia_handler.store.models import NotificationKind
+
+TEMPLATES = Path(__file__).parent / "templates"
+MESSAGE_ID_DOMAIN = "utopia-handler.local"
+
+
+@dataclass(frozen=True)
+class OrderFacts:
+    """What an e-mail may say about an order, copied out of the database row."""
+
+    order_ref: str
+    contract: Contract | None
+    customer_id: int | None
+    ticket_id: str | None
+    plans: tuple[str, ...]
+    tags: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class RenderedEmail:
+    subject: str
+    text: str
+    html: str
+
+
+@dataclass(frozen=True)
+class Attachment:
+    filename: str
+    content: bytes
+
+
+class EmailRenderer:
+    """Turns a notification kind plus facts into subject, text and HTML."""
+
+    def __init__(self, powercode: PowerCodeSettings) -> None:
+        self.powercode = powercode
+        loader = FileSystemLoader(str(TEMPLATES))
+        self._text = Environment(loader=loader, autoescape=False, undefined=StrictUndefined)
+        self._html = Environment(loader=loader, autoescape=True, undefined=StrictUndefined)
+
+    def render(
+        self,
+        kind: NotificationKind,
+        facts: OrderFacts | None,
+        context: dict[str, Any],
+        attachment_note: str,
+    ) -> RenderedEmail:
+        """One e-mail of the given kind."""
+        variables = {
+            "order_ref": context.get("order_ref", ""),
+            "event": context.get("event", ""),
+            "step": context.get("step", ""),
+            "reason": context.get("reason", ""),
+            "matched_by": context.get("matched_by", "name, city and street"),
+            "site_id": "",
+            "plans": [],
+            "tags": [],
+            "customer_id": context.get("customer_id"),
+            "customer_link": "",
+            "ticket_id": None,
+            "contact": None,
+            "attachment_note": attachment_note,
+        }
+        if facts is not None:
+            variables.update(
+                order_ref=facts.order_ref,
+                plans=list(facts.plans),
+                tags=list(facts.tags),
+                ticket_id=facts.ticket_id,
+                customer_id=facts.customer_id or context.get("customer_id"),
+            )
+            if facts.contract is not None:
+                variables["site_id"] = facts.contract.site_id
+                variables["contact"] = _contact(facts.contract)
+        if variables["customer_id"]:
+            variables["customer_link"] = self.powercode.customer_link(int(variables["customer_id"]))
+        return RenderedEmail(
+            subject=_subject(kind, variables, context),
+            text=self._text.get_template(f"{kind.value}.txt").render(variables).strip() + "\n",
+            html=self._html.get_template(f"{kind.value}.html").render(variables),
+        )
+
+
+def _subject(kind: NotificationKind, variables: dict[str, Any], context: dict[str, Any]) -> str:
+    ref = variables["order_ref"]
+    if kind == NotificationKind.SUCCESS:
+        contact = variables["contact"]
+        name = contact["name"] if contact else ref
+        return f"Customer Created Successfully - {name} (PC#{variables['customer_id']})"
+    if kind == NotificationKind.DUPLICATE:
+        return f"Duplicate Customer Detected - Order {ref}"
+    if kind == NotificationKind.TEST:
+        return f"UTOPIA test callback received - {ref}"
+    headline = context.get("headline") or "Order waiting for a person"
+    return f"{headline} - Order {ref}"
+
+
+def _one_line(address: PostalAddress) -> str:
+    street = street_with_unit(address.street, address.unit)
+    state = state_code(address.state) or address.state
+    return ", ".join(
+        part for part in (street, address.city, f"{state} {address.zip}".strip()) if part
+    )
+
+
+def _contact(contract: Contract) -> dict[str, str]:
+    service = _one_line(contract.service_address)
+    billing = _one_line(contract.billing_address)
+    return {
+        "name": f"{contract.customer.first_name} {contract.customer.last_name}".strip(),
+        "email": contract.customer.email,
+        "phone": format_phone(contract.customer.phone),
+        "service_address": service,
+        "billing_address": billing if billing and billing != service else "",
+    }
+
+
+def compose(
+    rendered: RenderedEmail,
+    mail: MailSettings,
+    message_id: str,
+    attachment: Attachment | None,
+) -> EmailMessage:
+    """A multipart e-mail (text and HTML, optional PDF) ready for SMTP."""
+    message = EmailMessage()
+    message["Subject"] = rendered.subject
+    message["From"] = mail.sender
+    message["To"] = ", ".join(mail.recipients)
+    message["Date"] = formatdate(localtime=False, usegmt=True)
+    message["Message-ID"] = f"<{message_id}@{MESSAGE_ID_DOMAIN}>"
+    message["Auto-Submitted"] = "auto-generated"
+    message.set_content(rendered.text)
+    message.add_alternative(rendered.html, subtype="html")
+    if attachment is not None:
+        message.add_attachment(
+            attachment.content,
+            maintype="application",
+            subtype="pdf",
+            filename=attachment.filename,
+        )
+    return message

@@ -1,0 +1,73 @@
+"""Plain-text accounts of orders for people: the `orders` command and the demo's report."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from utopia_handler.store import queries
+from utopia_handler.store.models import Notification, Order, OrderState
+
+STATE_WORDS = {
+    OrderState.RECEIVED: "received, not started",
+    OrderState.IN_PROGRESS: "in progress",
+    OrderState.WAITING: "WAITING FOR A PERSON",
+    OrderState.DONE: "done",
+    OrderState.DUPLICATE: "duplicate customer (existed before this order)",
+    OrderState.NOT_OURS: "not ours (UTOPIA has no record for this ISP)",
+    OrderState.IGNORED: "ignored by a person",
+}
+
+
+def order_summary(order: Order) -> str:
+    """One line: reference, state and the PowerCode ids so far."""
+    parts = [f"{order.order_ref:<20} {STATE_WORDS[order.state]}"]
+    if order.customer_id:
+        parts.append(f"customer #{order.customer_id}")
+    if order.services_added:
+        parts.append(f"services {order.services_added}")
+    if order.ticket_id:
+        parts.append(f"ticket {order.ticket_id}")
+    return "  ".join(parts)
+
+
+def order_story(session: Session, order: Order) -> list[str]:
+    """The order's whole history: callbacks, every step attempt, e-mails."""
+    callbacks, attempts, notifications = queries.order_history(session, order)
+    lines = [order_summary(order)]
+    if order.reason:
+        lines.append(f"    why: {order.reason}")
+    for callback in callbacks:
+        lines.append(
+            f"    {callback.received_at:%H:%M:%S} callback {callback.msg!r} -> {callback.outcome.value}"
+        )
+    for attempt in attempts:
+        lines.append(
+            f"    {attempt.started_at:%H:%M:%S} {attempt.step.value:<16} attempt {attempt.attempt}:"
+            f" {attempt.outcome.value} - {attempt.detail or ''}"
+        )
+    lines.extend(f"    {notification_line(n)}" for n in notifications)
+    return lines
+
+
+def notification_line(notification: Notification) -> str:
+    """One line about a staff e-mail: kind, state and attachment."""
+    line = f"e-mail {notification.kind.value}: {notification.state.value}"
+    if notification.attachment:
+        line += f", with {notification.attachment}"
+    if notification.last_error and notification.state.value != "sent":
+        line += f" (last error: {notification.last_error})"
+    return line
+
+
+def all_orders(session: Session, state: OrderState | None = None) -> list[Order]:
+    """Orders, newest first, optionally of one state."""
+    query = select(Order).order_by(Order.id.desc())
+    if state is not None:
+        query = query.where(Order.state == state)
+    return list(session.scalars(query))
+
+
+def test_emails(session: Session) -> list[Notification]:
+    """E-mails sent for `Test` callbacks."""
+    return list(session.scalars(select(Notification).where(Notification.order_id.is_(None))))

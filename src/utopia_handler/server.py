@@ -1,0 +1,95 @@
+"""Run the HTTP side on waitress (a production WSGI server) and, optionally, a worker beside it.
+
+`ServiceHandle` runs both in background threads of this process: `serve` uses it, and so do the
+demo and the tests, so they exercise exactly what production runs.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from types import FrameType
+
+from waitress.server import create_server
+
+from utopia_handler.app import Runtime, build_runtime, create_app, warn_about_risky_settings
+from utopia_handler.logs import log_event, setup_logging
+from utopia_handler.settings import Settings
+from utopia_handler.worker import Worker
+
+log = logging.getLogger("utopia_handler.server")
+
+
+class ServiceHandle:
+    """The web server and (optionally) a worker of one process, started and stopped together."""
+
+    def __init__(
+        self, runtime: Runtime, *, web: bool = True, worker: bool = True, port: int | None = None
+    ) -> None:
+        self.runtime = runtime
+        settings = runtime.settings.web
+        self.app = create_app(runtime)
+        self._server = (
+            create_server(
+                self.app,
+                host=settings.host,
+                port=settings.port if port is None else port,
+                threads=settings.threads,
+                ident="utopia-handler",
+                # Never trust X-Forwarded-* from a client; a proxy set-up is configured explicitly.
+                clear_untrusted_proxy_headers=True,
+                channel_timeout=30,
+                max_request_body_size=settings.max_body_bytes + 1024,
+            )
+            if web
+            else None
+        )
+        self.worker = Worker(runtime, wakeup=runtime.wakeup) if worker else None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        assert self._server is not None
+        host, port = self._server.effective_host, self._server.effective_port  # type: ignore[union-attr]
+        return f"http://{host}:{port}"
+
+    def start(self) -> ServiceHandle:
+        if self.worker is not None:
+            self.worker.start()
+        if self._server is not None:
+            self._thread = threading.Thread(target=self._server.run, name="web", daemon=True)
+            self._thread.start()
+            log_event(log, "web.listening", url=self.url)
+        return self
+
+    def stop(self) -> None:
+        """Stop taking requests, then let the worker finish or release what it holds."""
+        if self._server is not None:
+            self._server.close()
+            self._server.task_dispatcher.shutdown()  # type: ignore[union-attr]
+        if self._thread is not None:
+            self._thread.join(10)
+        if self.worker is not None:
+            self.worker.stop()
+
+
+def run_forever(settings: Settings, *, web: bool = True, worker: bool = True) -> None:
+    """Run until SIGTERM or SIGINT, then shut down gracefully (`serve`, `worker`)."""
+    setup_logging(settings.log_file, settings.log_level)
+    runtime = build_runtime(settings)
+    runtime.store.migrate()
+    warn_about_risky_settings(settings)
+    handle = ServiceHandle(runtime, web=web, worker=worker).start()
+    stop = threading.Event()
+
+    def _on_signal(signum: int, _frame: FrameType | None) -> None:
+        log_event(log, "shutdown.requested", signal=signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGINT, _on_signal)
+    stop.wait()
+    handle.stop()
+    runtime.close()
+    log_event(log, "shutdown.done")

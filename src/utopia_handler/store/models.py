@@ -1,0 +1,176 @@
+"""Tables: callbacks received, orders and their step attempts, and the e-mail outbox.
+
+Each order's history is rows a person can read later, not log lines to grep.
+Times are naive UTC datetimes everywhere (SQLite keeps no time zone).
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, ForeignKey, Index, String, Text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class OrderState(enum.StrEnum):
+    RECEIVED = "received"  # stored, not yet worked on
+    IN_PROGRESS = "in_progress"  # being worked on, or waiting for its next retry
+    WAITING = "waiting"  # waiting for a person; `reason` says why
+    DONE = "done"
+    DUPLICATE = "duplicate"  # the customer existed in PowerCode before this order
+    NOT_OURS = "not_ours"  # UTOPIA says the order is not this ISP's
+    IGNORED = "ignored"  # a person decided nothing is to be done
+
+
+ACTIVE_STATES = (OrderState.RECEIVED, OrderState.IN_PROGRESS)
+
+
+class Step(enum.StrEnum):
+    """The steps of a new order, in the order they run."""
+
+    LOOKUP_CONTRACT = "lookup_contract"
+    CHOOSE_PLANS = "choose_plans"
+    FIND_CUSTOMER = "find_customer"
+    CREATE_CUSTOMER = "create_customer"
+    ADD_SERVICES = "add_services"
+    CREATE_TICKET = "create_ticket"
+    ADD_TAGS = "add_tags"
+    NOTIFY = "notify"
+    FINISHED = "finished"
+
+
+STEP_SEQUENCE = tuple(Step)
+
+
+class AttemptOutcome(enum.StrEnum):
+    STARTED = "started"  # written before the outside calls; left as is if the process died
+    OK = "ok"
+    RETRY = "retry"  # a fault outside; tried again later
+    UNCERTAIN = "uncertain"  # the request went out but its reply was lost
+    REJECTED = "rejected"  # the outside system said no; waits for a person
+    HELD = "held"  # our own rule stopped the order (unmapped plan, missing field...)
+    FINAL = "final"  # the order ended here (duplicate, not ours)
+    FAILED = "failed"  # an internal error; waits for a person
+
+
+class CallbackOutcome(enum.StrEnum):
+    QUEUED = "queued"  # a new order was queued
+    REPEAT = "repeat"  # the same callback was seen before; nothing new started
+    TEST_QUEUED = "test_queued"  # a test e-mail was queued
+    NOT_HANDLED = "not_handled"  # stored and acknowledged; no work for this `msg`
+
+
+class NotificationKind(enum.StrEnum):
+    SUCCESS = "success"
+    DUPLICATE = "duplicate"
+    HELD = "held"
+    FAILED = "failed"
+    TEST = "test"
+
+
+class NotificationState(enum.StrEnum):
+    PENDING = "pending"
+    SENT = "sent"
+    FAILED = "failed"  # gave up; shown to a person
+
+
+def _enum(cls: type[enum.StrEnum]) -> Any:
+    # Stored as plain strings so the values are readable in the database and migrations stay simple.
+    from sqlalchemy import Enum
+
+    return Enum(cls, native_enum=False, length=32, values_callable=lambda e: [m.value for m in e])
+
+
+class Order(Base):
+    __tablename__ = "orders"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    order_ref: Mapped[str] = mapped_column(String(64), unique=True)
+    state: Mapped[OrderState] = mapped_column(_enum(OrderState), default=OrderState.RECEIVED)
+    step: Mapped[Step] = mapped_column(_enum(Step), default=Step.LOOKUP_CONTRACT)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    next_attempt_at: Mapped[datetime]
+    lease_owner: Mapped[str | None] = mapped_column(String(80))
+    lease_expires_at: Mapped[datetime | None]
+    # A person's retry starts a new run; uncertainty from earlier runs no longer blocks a step.
+    run: Mapped[int] = mapped_column(default=1)
+    step_attempts: Mapped[int] = mapped_column(default=0)
+    retrying_since: Mapped[datetime | None]
+    reason: Mapped[str | None] = mapped_column(Text)
+
+    contract: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    site_id: Mapped[str | None] = mapped_column(String(32), index=True)
+    customer_name: Mapped[str | None] = mapped_column(String(200))
+    plans: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)
+    customer_id: Mapped[int | None] = mapped_column(index=True)
+    customer_created: Mapped[bool] = mapped_column(default=False)
+    services_added: Mapped[list[int] | None] = mapped_column(JSON)
+    ticket_id: Mapped[str | None] = mapped_column(String(32))
+    tags_added: Mapped[list[int] | None] = mapped_column(JSON)
+
+    __table_args__ = (Index("ix_orders_due", "state", "next_attempt_at"),)
+
+
+class StepAttempt(Base):
+    __tablename__ = "step_attempts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    order_id: Mapped[int] = mapped_column(ForeignKey("orders.id", ondelete="CASCADE"), index=True)
+    run: Mapped[int]
+    step: Mapped[Step] = mapped_column(_enum(Step))
+    attempt: Mapped[int]
+    worker: Mapped[str] = mapped_column(String(80))
+    started_at: Mapped[datetime]
+    finished_at: Mapped[datetime | None]
+    outcome: Mapped[AttemptOutcome] = mapped_column(_enum(AttemptOutcome))
+    detail: Mapped[str | None] = mapped_column(Text)
+    ids: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # PowerCode ids this attempt produced
+
+
+class Callback(Base):
+    __tablename__ = "callbacks"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    received_at: Mapped[datetime]
+    order_ref: Mapped[str] = mapped_column(String(64))
+    msg: Mapped[str] = mapped_column(String(200))
+    event: Mapped[str | None] = mapped_column(String(200))
+    outcome: Mapped[CallbackOutcome] = mapped_column(_enum(CallbackOutcome))
+    remote_addr: Mapped[str | None] = mapped_column(String(64))
+    body: Mapped[str] = mapped_column(Text)
+    order_id: Mapped[int | None] = mapped_column(ForeignKey("orders.id", ondelete="SET NULL"))
+
+    __table_args__ = (Index("ix_callbacks_ref_msg", "order_ref", "msg"),)
+
+
+class Notification(Base):
+    __tablename__ = "notifications"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    order_id: Mapped[int | None] = mapped_column(
+        ForeignKey("orders.id", ondelete="CASCADE"), index=True
+    )
+    kind: Mapped[NotificationKind] = mapped_column(_enum(NotificationKind))
+    # Stable per order and kind, so a repeat after a crash collapses in mail clients.
+    message_id: Mapped[str] = mapped_column(String(200), unique=True)
+    context: Mapped[dict[str, Any]] = mapped_column(JSON)
+    state: Mapped[NotificationState] = mapped_column(
+        _enum(NotificationState), default=NotificationState.PENDING
+    )
+    created_at: Mapped[datetime]
+    next_attempt_at: Mapped[datetime]
+    attempts: Mapped[int] = mapped_column(default=0)
+    lease_owner: Mapped[str | None] = mapped_column(String(80))
+    lease_expires_at: Mapped[datetime | None]
+    sent_at: Mapped[datetime | None]
+    last_error: Mapped[str | None] = mapped_column(Text)
+    attachment: Mapped[str | None] = mapped_column(String(200))
+
+    __table_args__ = (Index("ix_notifications_due", "state", "next_attempt_at"),)

@@ -1,0 +1,352 @@
+"""Reads and writes of orders, callbacks, attempts and notifications.
+
+Every function takes the caller's session; the caller owns the transaction. Work is claimed with
+leases: a worker owns a row until its lease expires, and every write it makes checks it still
+owns the row, so a worker that lost its lease (paused, partitioned) can never overwrite the
+newer owner's work.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from utopia_handler.store.models import (
+    ACTIVE_STATES,
+    AttemptOutcome,
+    Callback,
+    CallbackOutcome,
+    Notification,
+    NotificationKind,
+    NotificationState,
+    Order,
+    OrderState,
+    Step,
+    StepAttempt,
+)
+
+NEW_ORDER_MSG = "project new order"
+TEST_MSG = "test"
+# Test callbacks carry no order; the same one within this window counts as a repeat delivery.
+TEST_REPEAT_WINDOW = timedelta(minutes=10)
+
+
+class LeaseLost(Exception):
+    """This worker no longer owns the row it was working on; another worker has it now."""
+
+
+def _insert(session: Session, table: Any) -> Any:
+    dialect = session.get_bind().dialect.name
+    return (postgresql if dialect == "postgresql" else sqlite).insert(table)
+
+
+# Callbacks ---------------------------------------------------------------------------------------
+
+
+def record_callback(
+    session: Session,
+    *,
+    order_ref: str,
+    msg: str,
+    event: str | None,
+    body: str,
+    remote_addr: str | None,
+    now: datetime,
+) -> CallbackOutcome:
+    """Store one callback delivery and queue the work it asks for, unless it is a repeat."""
+    kind = msg.strip().casefold()
+    order_id: int | None = None
+    if kind == NEW_ORDER_MSG:
+        inserted = session.execute(
+            _insert(session, Order)
+            .values(
+                order_ref=order_ref,
+                state=OrderState.RECEIVED,
+                step=Step.LOOKUP_CONTRACT,
+                created_at=now,
+                updated_at=now,
+                next_attempt_at=now,
+                run=1,
+                step_attempts=0,
+                customer_created=False,
+            )
+            .on_conflict_do_nothing(index_elements=["order_ref"])
+            .returning(Order.id)
+        ).scalar_one_or_none()
+        if inserted is not None:
+            order_id, outcome = inserted, CallbackOutcome.QUEUED
+        else:
+            order_id = session.scalar(select(Order.id).where(Order.order_ref == order_ref))
+            outcome = CallbackOutcome.REPEAT
+    elif kind == TEST_MSG:
+        window = int(now.timestamp() // TEST_REPEAT_WINDOW.total_seconds())
+        digest = hashlib.sha256(f"{order_ref}|{event}".encode()).hexdigest()[:16]
+        inserted = session.execute(
+            _insert(session, Notification)
+            .values(
+                order_id=None,
+                kind=NotificationKind.TEST,
+                message_id=f"test.{digest}.{window}",
+                context={"order_ref": order_ref, "event": event or ""},
+                state=NotificationState.PENDING,
+                created_at=now,
+                next_attempt_at=now,
+                attempts=0,
+            )
+            .on_conflict_do_nothing(index_elements=["message_id"])
+            .returning(Notification.id)
+        ).scalar_one_or_none()
+        outcome = CallbackOutcome.TEST_QUEUED if inserted is not None else CallbackOutcome.REPEAT
+    else:
+        seen = session.scalar(
+            select(Callback.id)
+            .where(Callback.order_ref == order_ref, Callback.msg == msg, Callback.event == event)
+            .limit(1)
+        )
+        outcome = CallbackOutcome.REPEAT if seen is not None else CallbackOutcome.NOT_HANDLED
+        order_id = session.scalar(select(Order.id).where(Order.order_ref == order_ref))
+    session.add(
+        Callback(
+            received_at=now,
+            order_ref=order_ref,
+            msg=msg,
+            event=event,
+            outcome=outcome,
+            remote_addr=remote_addr,
+            body=body,
+            order_id=order_id,
+        )
+    )
+    return outcome
+
+
+# Claiming and leases -----------------------------------------------------------------------------
+
+
+def claim_due_orders(
+    session: Session, owner: str, limit: int, now: datetime, lease: timedelta
+) -> list[int]:
+    """Take up to `limit` orders that are due and not held by a live lease."""
+    ids = list(
+        session.scalars(
+            select(Order.id)
+            .where(
+                Order.state.in_(ACTIVE_STATES),
+                Order.next_attempt_at <= now,
+                or_(Order.lease_expires_at.is_(None), Order.lease_expires_at < now),
+            )
+            .order_by(Order.next_attempt_at, Order.id)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+    )
+    if ids:
+        session.execute(
+            update(Order)
+            .where(Order.id.in_(ids))
+            .values(lease_owner=owner, lease_expires_at=now + lease)
+        )
+    return ids
+
+
+def claim_due_notifications(
+    session: Session, owner: str, limit: int, now: datetime, lease: timedelta
+) -> list[int]:
+    """Take up to `limit` e-mails that are due and not held by a live lease."""
+    ids = list(
+        session.scalars(
+            select(Notification.id)
+            .where(
+                Notification.state == NotificationState.PENDING,
+                Notification.next_attempt_at <= now,
+                or_(Notification.lease_expires_at.is_(None), Notification.lease_expires_at < now),
+            )
+            .order_by(Notification.next_attempt_at, Notification.id)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+    )
+    if ids:
+        session.execute(
+            update(Notification)
+            .where(Notification.id.in_(ids))
+            .values(lease_owner=owner, lease_expires_at=now + lease)
+        )
+    return ids
+
+
+def extend_leases(
+    session: Session, owner: str, order_ids: list[int], notification_ids: list[int], until: datetime
+) -> None:
+    """Heartbeat: keep the leases of the work this worker holds."""
+    if order_ids:
+        session.execute(
+            update(Order)
+            .where(Order.id.in_(order_ids), Order.lease_owner == owner)
+            .values(lease_expires_at=until)
+        )
+    if notification_ids:
+        session.execute(
+            update(Notification)
+            .where(Notification.id.in_(notification_ids), Notification.lease_owner == owner)
+            .values(lease_expires_at=until)
+        )
+
+
+def release_all(session: Session, owner: str) -> None:
+    """Give back every lease this worker holds (at shutdown), so others need not wait for expiry."""
+    session.execute(
+        update(Order)
+        .where(Order.lease_owner == owner)
+        .values(lease_owner=None, lease_expires_at=None)
+    )
+    session.execute(
+        update(Notification)
+        .where(Notification.lease_owner == owner)
+        .values(lease_owner=None, lease_expires_at=None)
+    )
+
+
+def owned_order(session: Session, order_id: int, owner: str) -> Order:
+    """The order, locked for this transaction, provided this worker still holds its lease."""
+    order = session.scalar(select(Order).where(Order.id == order_id).with_for_update())
+    if order is None or order.lease_owner != owner:
+        raise LeaseLost(f"order {order_id}")
+    return order
+
+
+def owned_notification(session: Session, notification_id: int, owner: str) -> Notification:
+    """The notification, locked, provided this worker still holds its lease."""
+    row = session.scalar(
+        select(Notification).where(Notification.id == notification_id).with_for_update()
+    )
+    if row is None or row.lease_owner != owner:
+        raise LeaseLost(f"notification {notification_id}")
+    return row
+
+
+# Step attempts -----------------------------------------------------------------------------------
+
+_MAYBE_APPLIED = (AttemptOutcome.STARTED, AttemptOutcome.UNCERTAIN)
+
+
+def earlier_attempts(session: Session, order: Order, step: Step) -> tuple[int, bool]:
+    """How many attempts this step had in the order's current run, and whether one may have applied."""
+    rows = session.execute(
+        select(StepAttempt.outcome).where(
+            StepAttempt.order_id == order.id,
+            StepAttempt.run == order.run,
+            StepAttempt.step == step,
+        )
+    ).all()
+    return len(rows), any(row.outcome in _MAYBE_APPLIED for row in rows)
+
+
+def start_attempt(session: Session, order: Order, owner: str, now: datetime) -> StepAttempt:
+    """Write the attempt row before any outside call, so a crash leaves a trace."""
+    order.step_attempts += 1
+    if order.state == OrderState.RECEIVED:
+        order.state = OrderState.IN_PROGRESS
+    order.updated_at = now
+    attempt = StepAttempt(
+        order_id=order.id,
+        run=order.run,
+        step=order.step,
+        attempt=order.step_attempts,
+        worker=owner,
+        started_at=now,
+        outcome=AttemptOutcome.STARTED,
+    )
+    session.add(attempt)
+    session.flush()
+    return attempt
+
+
+def finish_attempt(
+    session: Session,
+    attempt_id: int,
+    outcome: AttemptOutcome,
+    detail: str,
+    now: datetime,
+    ids: dict[str, Any] | None = None,
+) -> None:
+    """Record how an attempt ended."""
+    attempt = session.get(StepAttempt, attempt_id)
+    if attempt is None:
+        return
+    attempt.outcome = outcome
+    attempt.detail = detail[:2000]
+    attempt.finished_at = now
+    attempt.ids = ids or None
+
+
+# Notifications -----------------------------------------------------------------------------------
+
+
+def enqueue_notification(
+    session: Session,
+    order: Order,
+    kind: NotificationKind,
+    context: dict[str, Any],
+    now: datetime,
+) -> None:
+    """Queue one staff e-mail about an order, with a Message-ID stable for this order and kind."""
+    earlier = session.scalar(
+        select(func.count())
+        .select_from(Notification)
+        .where(Notification.order_id == order.id, Notification.kind == kind)
+    )
+    sequence = f".{earlier}" if earlier else ""
+    session.add(
+        Notification(
+            order_id=order.id,
+            kind=kind,
+            message_id=f"{kind.value}.{order.order_ref}{sequence}",
+            context=context,
+            state=NotificationState.PENDING,
+            created_at=now,
+            next_attempt_at=now,
+            attempts=0,
+        )
+    )
+
+
+# Reading for people -----------------------------------------------------------------------------
+
+
+def find_order(session: Session, order_ref: str) -> Order | None:
+    """One order by its UTOPIA reference."""
+    return session.scalar(select(Order).where(Order.order_ref == order_ref))
+
+
+def order_history(
+    session: Session, order: Order
+) -> tuple[list[Callback], list[StepAttempt], list[Notification]]:
+    """Callbacks received, step attempts and e-mails of one order, oldest first."""
+    callbacks = list(
+        session.scalars(
+            select(Callback).where(Callback.order_ref == order.order_ref).order_by(Callback.id)
+        )
+    )
+    attempts = list(
+        session.scalars(
+            select(StepAttempt).where(StepAttempt.order_id == order.id).order_by(StepAttempt.id)
+        )
+    )
+    notifications = list(
+        session.scalars(
+            select(Notification).where(Notification.order_id == order.id).order_by(Notification.id)
+        )
+    )
+    return callbacks, attempts, notifications
+
+
+def count_orders_by_state(session: Session) -> dict[OrderState, int]:
+    """How many orders are in each state."""
+    rows = session.execute(select(Order.state, func.count()).group_by(Order.state)).all()
+    return {state: count for state, count in rows}

@@ -1,0 +1,68 @@
+"""Render the installation ticket's summary and HTML description from editable templates.
+
+The description template is read from disk on every render, so an edited template takes effect
+for the next ticket without a restart. Templates written for the old handler use `{name}`
+placeholders; those are understood too.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from jinja2 import StrictUndefined, TemplateError
+from jinja2.sandbox import SandboxedEnvironment
+
+BUILT_IN_TEMPLATE = Path(__file__).parent / "ticket_descriptions" / "new_desc.txt"
+_LEGACY_PLACEHOLDER = re.compile(r"(?<!\{)\{([A-Za-z_]\w*)\}(?!\})")
+
+
+class TemplateProblem(Exception):
+    """The template cannot be read or rendered; the message says which and why."""
+
+
+@dataclass(frozen=True)
+class RenderedTicket:
+    summary: str
+    description_html: str
+
+
+def from_legacy_syntax(source: str) -> str:
+    """Turn an old `{customer_name}` template into Jinja2 unless it already uses Jinja2 syntax."""
+    if "{{" in source or "{%" in source:
+        return source
+    return _LEGACY_PLACEHOLDER.sub(r"{{ \1 }}", source)
+
+
+class TicketRenderer:
+    """Renders tickets in a sandbox: templates are edited by operators, not developers."""
+
+    def __init__(self, template_path: Path, summary_template: str) -> None:
+        self.template_path = template_path
+        self.summary_template = summary_template
+        self._html = SandboxedEnvironment(autoescape=True, undefined=StrictUndefined)
+        self._plain = SandboxedEnvironment(autoescape=False, undefined=StrictUndefined)
+
+    def source(self) -> tuple[str, Path]:
+        """The description template text and the file it came from (the built-in one if absent)."""
+        path = self.template_path if self.template_path.is_file() else BUILT_IN_TEMPLATE
+        try:
+            return path.read_text(encoding="utf-8"), path
+        except (OSError, UnicodeDecodeError) as error:
+            raise TemplateProblem(f"ticket template {path} cannot be read: {error}") from None
+
+    def render(self, variables: dict[str, Any], source: str | None = None) -> RenderedTicket:
+        """Summary and description for one order; `source` overrides the file (for previews)."""
+        if source is None:
+            source, path = self.source()
+            where = str(path)
+        else:
+            where = "the template being edited"
+        try:
+            description = self._html.from_string(from_legacy_syntax(source)).render(variables)
+            summary = self._plain.from_string(self.summary_template).render(variables)
+        except TemplateError as error:
+            raise TemplateProblem(f"ticket template ({where}) failed to render: {error}") from None
+        return RenderedTicket(summary=" ".join(summary.split())[:250], description_html=description)

@@ -1,0 +1,116 @@
+"""POST /api-callback: authenticate, validate, store durably, answer. No outside call here.
+
+A 2xx answer means the callback is committed to the database. When the database cannot take it
+the answer is 503, so UTOPIA (or whoever sends) tries again later.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+from typing import Any
+
+from flask import Blueprint, Response, current_app, jsonify, request
+from sqlalchemy.exc import SQLAlchemyError
+
+from utopia_handler.app import Runtime
+from utopia_handler.logs import log_event
+from utopia_handler.store import queries
+from utopia_handler.store.models import CallbackOutcome
+from utopia_handler.timeutil import utcnow
+
+bp = Blueprint("callbacks", __name__)
+log = logging.getLogger("utopia_handler.web.callbacks")
+
+FIELD_LIMITS = {"orderref": 64, "msg": 200, "event": 200}
+
+
+class BadCallback(Exception):
+    """The request body is not a callback we accept; the message says what is wrong."""
+
+
+def parse_callback(body: bytes) -> tuple[str, str, str | None]:
+    """The (orderref, msg, event) of a callback body, or BadCallback saying what is wrong."""
+    try:
+        payload: Any = json.loads(body)
+    except (UnicodeDecodeError, ValueError):
+        raise BadCallback("the body is not valid JSON") from None
+    if not isinstance(payload, dict):
+        raise BadCallback("the body must be a JSON object")
+    values: dict[str, str | None] = {}
+    for name, limit in FIELD_LIMITS.items():
+        value = payload.get(name)
+        if value is None and name == "event":
+            values[name] = None
+            continue
+        if not isinstance(value, str):
+            raise BadCallback(
+                f"'{name}' must be a string" if name in payload else f"'{name}' is missing"
+            )
+        value = value.strip()
+        if not value and name != "event":
+            raise BadCallback(f"'{name}' must not be empty")
+        if len(value) > limit:
+            raise BadCallback(f"'{name}' is longer than {limit} characters")
+        if any(ord(c) < 32 or ord(c) == 127 for c in value):
+            raise BadCallback(f"'{name}' contains control characters")
+        values[name] = value or None
+    order_ref, msg = values["orderref"], values["msg"]
+    assert order_ref is not None and msg is not None
+    return order_ref, msg, values["event"]
+
+
+def _error(status: int, message: str) -> tuple[Response, int]:
+    return jsonify({"error": message}), status
+
+
+def _authenticated(runtime: Runtime) -> bool:
+    expected = runtime.settings.web.callback_token
+    if expected is None:
+        # Start-up refuses this unless ALLOW_UNAUTHENTICATED_CALLBACKS=true was chosen.
+        return runtime.settings.web.allow_unauthenticated_callbacks
+    given = request.headers.get("X-Callback-Token") or request.args.get("token") or ""
+    return hmac.compare_digest(given.encode(), expected.reveal().encode())
+
+
+@bp.post("/api-callback")
+def api_callback() -> tuple[Response, int]:
+    runtime: Runtime = current_app.extensions["runtime"]
+    if not _authenticated(runtime):
+        log_event(log, "callback.unauthorized", logging.WARNING, remote=request.remote_addr)
+        return _error(401, "missing or wrong callback token")
+    body = request.get_data(cache=False)  # over MAX_CONTENT_LENGTH, Flask answers 413 itself
+    try:
+        order_ref, msg, event = parse_callback(body)
+    except BadCallback as problem:
+        log_event(
+            log,
+            "callback.rejected",
+            logging.WARNING,
+            remote=request.remote_addr,
+            problem=str(problem),
+        )
+        return _error(400, str(problem))
+    try:
+        with runtime.store.write() as session:
+            outcome = queries.record_callback(
+                session,
+                order_ref=order_ref,
+                msg=msg,
+                event=event,
+                body=body.decode("utf-8"),
+                remote_addr=request.remote_addr,
+                now=utcnow(),
+            )
+    except SQLAlchemyError as error:
+        log_event(
+            log, "callback.not_stored", logging.ERROR, order=order_ref, error=type(error).__name__
+        )
+        response = jsonify({"error": "the callback could not be stored; please send it again"})
+        response.headers["Retry-After"] = "30"
+        return response, 503
+    if outcome in (CallbackOutcome.QUEUED, CallbackOutcome.TEST_QUEUED):
+        runtime.wakeup.set()
+    log_event(log, "callback.stored", order=order_ref, outcome=outcome.value)
+    return jsonify({"status": outcome.value, "orderref": order_ref}), 200

@@ -1,0 +1,582 @@
+"""Claim due work from the store, run one step at a time, record each outcome before the next.
+
+Two kinds of work: orders (the provisioning steps) and the e-mail outbox. Each is claimed with a
+lease that a heartbeat keeps alive; a crashed worker's leases expire and another worker takes the
+work over. This module holds the only catch-all: any unexpected error is recorded with the order,
+which then waits for a person.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import socket
+import threading
+import traceback
+import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
+
+from sqlalchemy.exc import SQLAlchemyError
+
+from utopia_handler.clients.errors import OutsideError, RejectedError, RetryableError
+from utopia_handler.clients.utopia import Contract
+from utopia_handler.logs import log_event
+from utopia_handler.notify.messages import Attachment, OrderFacts, compose
+from utopia_handler.provisioning import Hold, OrderView, PlannedService, StepResult
+from utopia_handler.store import queries
+from utopia_handler.store.models import (
+    ACTIVE_STATES,
+    STEP_SEQUENCE,
+    AttemptOutcome,
+    NotificationKind,
+    NotificationState,
+    Order,
+    OrderState,
+    Step,
+)
+from utopia_handler.timeutil import utcnow
+
+if TYPE_CHECKING:
+    from utopia_handler.app import Runtime
+
+log = logging.getLogger("utopia_handler.worker")
+
+# Columns a step may set through StepResult.changes.
+_STEP_COLUMNS = frozenset(
+    {"contract", "site_id", "customer_name", "plans", "customer_id", "customer_created",
+     "services_added", "ticket_id", "tags_added"}
+)  # fmt: skip
+# PowerCode ids worth keeping on the attempt row, for the history a person reads.
+_ID_COLUMNS = ("customer_id", "ticket_id", "services_added", "tags_added")
+
+
+def next_step(step: Step) -> Step:
+    return STEP_SEQUENCE[STEP_SEQUENCE.index(step) + 1]
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    base_seconds: float
+    max_seconds: float
+    deadline: timedelta
+
+    def delay(self, attempt: int, retry_after: float | None, rng: random.Random) -> float:
+        """Exponential backoff with jitter; a server's Retry-After is a floor, within reason."""
+        ceiling = min(self.max_seconds, self.base_seconds * 2 ** max(0, attempt - 1))
+        delay = rng.uniform(ceiling / 2, ceiling)
+        if retry_after is not None:
+            delay = max(delay, min(retry_after, 3600.0))
+        return delay
+
+
+def _headline(step: Step, error: BaseException) -> str:
+    if isinstance(error, OutsideError) and error.service == "utopia":
+        return "Utopia API Error"
+    if isinstance(error, OutsideError) and step == Step.CREATE_CUSTOMER:
+        return "Failed to create customer in PowerCode"
+    return "Order waiting for a person"
+
+
+class Worker:
+    """Runs orders and e-mails. `start()` for background threads, `run_until_idle()` inline."""
+
+    def __init__(
+        self,
+        runtime: Runtime,
+        *,
+        name: str | None = None,
+        clock: Callable[[], datetime] = utcnow,
+        rng: random.Random | None = None,
+        wakeup: threading.Event | None = None,
+    ) -> None:
+        self.runtime = runtime
+        settings = runtime.settings.worker
+        self.name = name or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self.concurrency = settings.concurrency
+        self.lease = timedelta(seconds=settings.lease_seconds)
+        self.poll_seconds = settings.poll_seconds
+        self.retry = RetryPolicy(
+            settings.retry_base_seconds,
+            settings.retry_max_seconds,
+            timedelta(seconds=settings.retry_deadline_seconds),
+        )
+        self.clock = clock
+        self.rng = rng or random.Random()  # noqa: S311 - jitter, not security
+        self.wakeup = wakeup or threading.Event()
+        self._stopping = threading.Event()
+        self._lock = threading.Lock()
+        self._orders_in_hand: set[int] = set()
+        self._notifications_in_hand: set[int] = set()
+        self._threads: list[threading.Thread] = []
+        self._pool: ThreadPoolExecutor | None = None
+
+    # Running -----------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start claiming in the background with `concurrency` threads, plus a heartbeat."""
+        self._pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="work")
+        for target, label in ((self._dispatch_loop, "dispatch"), (self._heartbeat_loop, "lease")):
+            thread = threading.Thread(target=target, name=f"worker-{label}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        log_event(log, "worker.started", worker=self.name, concurrency=self.concurrency)
+
+    def stop(self, timeout: float = 60.0) -> None:
+        """Stop claiming, let the steps in hand finish, and give back every lease."""
+        self._stopping.set()
+        self.wakeup.set()
+        for thread in self._threads:
+            thread.join(timeout)
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+        try:
+            with self.runtime.store.write() as session:
+                queries.release_all(session, self.name)
+        except SQLAlchemyError:
+            log_event(log, "worker.release_failed", logging.WARNING, worker=self.name)
+        log_event(log, "worker.stopped", worker=self.name)
+
+    def run_until_idle(self, max_rounds: int = 1000) -> int:
+        """Do all work that is due now, in this thread; returns how many items were handled."""
+        handled = 0
+        for _ in range(max_rounds):
+            order_ids, notification_ids = self._claim(self.concurrency)
+            if not order_ids and not notification_ids:
+                return handled
+            for order_id in order_ids:
+                self._work_on_order(order_id)
+            for notification_id in notification_ids:
+                self._work_on_notification(notification_id)
+            handled += len(order_ids) + len(notification_ids)
+        return handled
+
+    def _claim(self, limit: int) -> tuple[list[int], list[int]]:
+        now = self.clock()
+        with self.runtime.store.write() as session:
+            order_ids = queries.claim_due_orders(session, self.name, limit, now, self.lease)
+            free = limit - len(order_ids)
+            notification_ids = (
+                queries.claim_due_notifications(session, self.name, free, now, self.lease)
+                if free > 0
+                else []
+            )
+        return order_ids, notification_ids
+
+    def _dispatch_loop(self) -> None:
+        assert self._pool is not None
+        while not self._stopping.is_set():
+            self.wakeup.clear()
+            with self._lock:
+                free = (
+                    self.concurrency - len(self._orders_in_hand) - len(self._notifications_in_hand)
+                )
+            claimed = 0
+            if free > 0:
+                try:
+                    order_ids, notification_ids = self._claim(free)
+                except SQLAlchemyError as error:
+                    log_event(
+                        log, "worker.claim_failed", logging.WARNING, error=type(error).__name__
+                    )
+                    order_ids, notification_ids = [], []
+                with self._lock:
+                    self._orders_in_hand.update(order_ids)
+                    self._notifications_in_hand.update(notification_ids)
+                for order_id in order_ids:
+                    self._pool.submit(
+                        self._in_pool, self._work_on_order, order_id, self._orders_in_hand
+                    )
+                for notification_id in notification_ids:
+                    self._pool.submit(
+                        self._in_pool,
+                        self._work_on_notification,
+                        notification_id,
+                        self._notifications_in_hand,
+                    )
+                claimed = len(order_ids) + len(notification_ids)
+            if claimed == 0 or claimed == free:
+                # Nothing due, or every slot busy: sleep until woken by a callback, a finished
+                # item, or the poll interval.
+                self.wakeup.wait(self.poll_seconds)
+
+    def _in_pool(self, work: Callable[[int], None], item_id: int, in_hand: set[int]) -> None:
+        try:
+            work(item_id)
+        finally:
+            with self._lock:
+                in_hand.discard(item_id)
+            self.wakeup.set()
+
+    def _heartbeat_loop(self) -> None:
+        while not self._stopping.wait(self.lease.total_seconds() / 3):
+            with self._lock:
+                order_ids, notification_ids = (
+                    list(self._orders_in_hand),
+                    list(self._notifications_in_hand),
+                )
+            if not order_ids and not notification_ids:
+                continue
+            try:
+                with self.runtime.store.write() as session:
+                    queries.extend_leases(
+                        session, self.name, order_ids, notification_ids, self.clock() + self.lease
+                    )
+            except SQLAlchemyError as error:
+                log_event(
+                    log, "worker.heartbeat_failed", logging.WARNING, error=type(error).__name__
+                )
+
+    # Orders ------------------------------------------------------------------------------------
+
+    def _work_on_order(self, order_id: int) -> None:
+        """Run the order's steps while they are due; the one catch-all for an order."""
+        try:
+            while not self._stopping.is_set() and self._run_step(order_id):
+                pass
+        except queries.LeaseLost:
+            log_event(log, "order.lease_lost", logging.WARNING, order_id=order_id, worker=self.name)
+        except SQLAlchemyError as error:
+            # The database failed under us; the lease runs out and the order is taken up again.
+            log_event(
+                log,
+                "order.store_failed",
+                logging.ERROR,
+                order_id=order_id,
+                error=type(error).__name__,
+            )
+        finally:
+            self._release_order(order_id)
+
+    def _release_order(self, order_id: int) -> None:
+        try:
+            with self.runtime.store.write() as session:
+                order = session.get(Order, order_id)
+                if order is not None and order.lease_owner == self.name:
+                    order.lease_owner = None
+                    order.lease_expires_at = None
+        except SQLAlchemyError:
+            pass  # the lease expires on its own
+
+    def _run_step(self, order_id: int) -> bool:
+        """Run the order's current step and record its outcome; True if the next step is due now."""
+        now = self.clock()
+        with self.runtime.store.write() as session:
+            order = queries.owned_order(session, order_id, self.name)
+            if order.state not in ACTIVE_STATES or order.step == Step.FINISHED:
+                return False
+            if order.next_attempt_at > now:
+                return False
+            step = order.step
+            count, maybe_applied = queries.earlier_attempts(session, order, step)
+            view = _order_view(order, count, maybe_applied)
+            attempt = queries.start_attempt(session, order, self.name, now)
+            attempt_id, attempt_number, order_ref = attempt.id, attempt.attempt, order.order_ref
+        log_event(log, "step.start", order=order_ref, step=step.value, attempt=attempt_number)
+        try:
+            result = self.runtime.provisioner.run(step, view)
+        except Hold as hold:
+            self._hold(order_id, attempt_id, AttemptOutcome.HELD, step, str(hold), hold)
+            return False
+        except RejectedError as error:
+            self._hold(order_id, attempt_id, AttemptOutcome.REJECTED, step, str(error), error)
+            return False
+        except RetryableError as error:
+            self._schedule_retry(order_id, attempt_id, step, error)
+            return False
+        except Exception as error:  # the catch-all: record it with the order, hand it to a person
+            log_event(
+                log,
+                "step.crashed",
+                logging.ERROR,
+                order=order_ref,
+                step=step.value,
+                attempt=attempt_number,
+                error=type(error).__name__,
+            )
+            # Frames only: an exception's message may carry customer data.
+            log.error(
+                "traceback (frames only):\n%s", "".join(traceback.format_tb(error.__traceback__))
+            )
+            reason = f"internal error ({type(error).__name__}); the log has the details"
+            self._hold(order_id, attempt_id, AttemptOutcome.FAILED, step, reason, error)
+            return False
+        return self._record_success(order_id, attempt_id, step, result)
+
+    def _record_success(
+        self, order_id: int, attempt_id: int, step: Step, result: StepResult
+    ) -> bool:
+        now = self.clock()
+        with self.runtime.store.write() as session:
+            order = queries.owned_order(session, order_id, self.name)
+            for column, value in result.changes.items():
+                if column not in _STEP_COLUMNS:
+                    raise ValueError(f"a step may not set {column}")
+                setattr(order, column, value)
+            ids = {k: result.changes[k] for k in _ID_COLUMNS if result.changes.get(k) is not None}
+            outcome = (
+                AttemptOutcome.FINAL
+                if result.final_state not in (None, OrderState.DONE)
+                else AttemptOutcome.OK
+            )
+            queries.finish_attempt(session, attempt_id, outcome, result.detail, now, ids)
+            order.step = result.next_step or next_step(step)
+            order.step_attempts = 0
+            order.retrying_since = None
+            order.reason = None if result.final_state != OrderState.DUPLICATE else result.detail
+            order.updated_at = now
+            if result.final_state is not None:
+                order.state = result.final_state
+            if result.notify is not None:
+                queries.enqueue_notification(
+                    session,
+                    order,
+                    result.notify,
+                    {**result.notify_context, "step": step.value},
+                    now,
+                )
+            order_ref, state = order.order_ref, order.state
+        log_event(
+            log,
+            "step.ok",
+            order=order_ref,
+            step=step.value,
+            customer_id=result.changes.get("customer_id"),
+            ticket_id=result.changes.get("ticket_id"),
+            state=state.value if result.final_state else None,
+        )
+        if result.notify is not None:
+            self.wakeup.set()
+        return result.final_state is None
+
+    def _hold(
+        self,
+        order_id: int,
+        attempt_id: int,
+        outcome: AttemptOutcome,
+        step: Step,
+        reason: str,
+        error: BaseException,
+    ) -> None:
+        now = self.clock()
+        with self.runtime.store.write() as session:
+            order = queries.owned_order(session, order_id, self.name)
+            queries.finish_attempt(session, attempt_id, outcome, reason, now)
+            order.state = OrderState.WAITING
+            order.reason = f"{step.value}: {reason}"
+            order.updated_at = now
+            order.retrying_since = None
+            kind = (
+                NotificationKind.FAILED
+                if outcome == AttemptOutcome.FAILED
+                else NotificationKind.HELD
+            )
+            queries.enqueue_notification(
+                session,
+                order,
+                kind,
+                {"step": step.value, "reason": reason, "headline": _headline(step, error)},
+                now,
+            )
+            order_ref = order.order_ref
+        log_event(
+            log,
+            "order.waiting",
+            logging.WARNING,
+            order=order_ref,
+            step=step.value,
+            outcome=outcome.value,
+            error=type(error).__name__,
+            code=getattr(error, "code", None),
+        )
+        self.wakeup.set()
+
+    def _schedule_retry(
+        self, order_id: int, attempt_id: int, step: Step, error: RetryableError
+    ) -> None:
+        now = self.clock()
+        outcome = AttemptOutcome.UNCERTAIN if error.may_have_applied else AttemptOutcome.RETRY
+        with self.runtime.store.write() as session:
+            order = queries.owned_order(session, order_id, self.name)
+            queries.finish_attempt(session, attempt_id, outcome, str(error), now)
+            order.retrying_since = order.retrying_since or now
+            order.updated_at = now
+            if now - order.retrying_since >= self.retry.deadline:
+                hours = self.retry.deadline.total_seconds() / 3600
+                reason = f"{step.value}: still failing after {hours:g} h of retries: {error}"
+                order.state = OrderState.WAITING
+                order.reason = reason
+                queries.enqueue_notification(
+                    session,
+                    order,
+                    NotificationKind.FAILED,
+                    {
+                        "step": step.value,
+                        "reason": str(error),
+                        "headline": "Order could not be completed",
+                    },
+                    now,
+                )
+                gave_up = True
+            else:
+                delay = self.retry.delay(order.step_attempts, error.retry_after, self.rng)
+                order.next_attempt_at = now + timedelta(seconds=delay)
+                order.reason = (
+                    f"{step.value}: retrying after a fault outside ({error}); attempt "
+                    f"{order.step_attempts}, next at {order.next_attempt_at:%Y-%m-%d %H:%M:%S} UTC"
+                )
+                gave_up = False
+            order_ref, attempt_number = order.order_ref, order.step_attempts
+        log_event(
+            log,
+            "order.gave_up" if gave_up else "step.retry",
+            logging.WARNING,
+            order=order_ref,
+            step=step.value,
+            attempt=attempt_number,
+            error=type(error).__name__,
+            may_have_applied=error.may_have_applied,
+        )
+
+    # Notifications -----------------------------------------------------------------------------
+
+    def _work_on_notification(self, notification_id: int) -> None:
+        try:
+            self._send_notification(notification_id)
+        except queries.LeaseLost:
+            log_event(log, "mail.lease_lost", logging.WARNING, notification_id=notification_id)
+        except Exception as error:  # catch-all for e-mail: never lose it; try again later
+            log_event(
+                log,
+                "mail.crashed",
+                logging.ERROR,
+                notification_id=notification_id,
+                error=type(error).__name__,
+            )
+            log.error(
+                "traceback (frames only):\n%s", "".join(traceback.format_tb(error.__traceback__))
+            )
+            self._mail_outcome(
+                notification_id,
+                error=RetryableError("mail", f"internal error ({type(error).__name__})"),
+            )
+
+    def _send_notification(self, notification_id: int) -> None:
+        runtime = self.runtime
+        with runtime.store.write() as session:
+            row = queries.owned_notification(session, notification_id, self.name)
+            if row.state != NotificationState.PENDING:
+                return
+            kind, context, message_id = row.kind, dict(row.context), row.message_id
+            order = session.get(Order, row.order_id) if row.order_id is not None else None
+            facts = _order_facts(order) if order is not None else None
+        attachment, note = self._contract_attachment(kind, facts)
+        rendered = runtime.emails.render(kind, facts, context, note)
+        message = compose(rendered, runtime.settings.mail, message_id, attachment)
+        try:
+            runtime.mailer.send(message)
+        except (RetryableError, RejectedError) as error:
+            self._mail_outcome(notification_id, error=error)
+            return
+        self._mail_outcome(notification_id, attachment=attachment.filename if attachment else None)
+        log_event(
+            log,
+            "mail.sent",
+            kind=kind.value,
+            order=facts.order_ref if facts else context.get("order_ref"),
+            attachment=attachment.filename if attachment else None,
+        )
+
+    def _contract_attachment(
+        self, kind: NotificationKind, facts: OrderFacts | None
+    ) -> tuple[Attachment | None, str]:
+        if kind == NotificationKind.TEST or facts is None or facts.contract is None:
+            return None, ""
+        if not self.runtime.settings.mail.attach_contract:
+            return None, "The signed contract is in UTOPIA's portal."
+        try:
+            pdf = self.runtime.utopia.download_contract(facts.order_ref)
+        except OutsideError as error:
+            log_event(
+                log,
+                "mail.contract_unavailable",
+                logging.WARNING,
+                order=facts.order_ref,
+                error=type(error).__name__,
+            )
+            return (
+                None,
+                f"The signed contract could not be fetched from UTOPIA ({error.message}); find it in UTOPIA's portal.",
+            )
+        if pdf is None:
+            return None, "UTOPIA has no signed contract PDF for this order yet."
+        return Attachment(
+            f"{facts.order_ref}.pdf", pdf
+        ), f"The signed contract is attached as {facts.order_ref}.pdf."
+
+    def _mail_outcome(
+        self,
+        notification_id: int,
+        *,
+        error: OutsideError | None = None,
+        attachment: str | None = None,
+    ) -> None:
+        now = self.clock()
+        with self.runtime.store.write() as session:
+            row = queries.owned_notification(session, notification_id, self.name)
+            row.attempts += 1
+            row.lease_owner = None
+            row.lease_expires_at = None
+            if error is None:
+                row.state = NotificationState.SENT
+                row.sent_at = now
+                row.attachment = attachment
+                row.last_error = None
+            elif isinstance(error, RejectedError) or now - row.created_at >= self.retry.deadline:
+                row.state = NotificationState.FAILED
+                row.last_error = str(error)
+            else:
+                retry_after = error.retry_after if isinstance(error, RetryableError) else None
+                row.next_attempt_at = now + timedelta(
+                    seconds=self.retry.delay(row.attempts, retry_after, self.rng)
+                )
+                row.last_error = str(error)
+            state = row.state
+        if error is not None:
+            log_event(
+                log,
+                "mail.failed" if state == NotificationState.FAILED else "mail.retry",
+                logging.WARNING,
+                notification_id=notification_id,
+                error=type(error).__name__,
+            )
+
+
+def _order_view(order: Order, earlier_attempts: int, maybe_applied: bool) -> OrderView:
+    return OrderView(
+        order_ref=order.order_ref,
+        contract=Contract.from_json(order.contract) if order.contract else None,
+        plans=tuple(
+            PlannedService(int(p["service_id"]), str(p["label"])) for p in order.plans or ()
+        ),
+        customer_id=order.customer_id,
+        customer_created=order.customer_created,
+        ticket_id=order.ticket_id,
+        earlier_attempts=earlier_attempts,
+        maybe_applied=maybe_applied,
+    )
+
+
+def _order_facts(order: Order) -> OrderFacts:
+    return OrderFacts(
+        order_ref=order.order_ref,
+        contract=Contract.from_json(order.contract) if order.contract else None,
+        customer_id=order.customer_id,
+        ticket_id=order.ticket_id,
+        plans=tuple(f"{p['label']} (service {p['service_id']})" for p in order.plans or ()),
+        tags=tuple(order.tags_added or ()),
+    )
