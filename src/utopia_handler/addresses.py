@@ -35,7 +35,7 @@ _STREET_WORDS = {
     "valley": "vly", "view": "vw", "village": "vlg", "loop": "loop", "way": "way",
 }  # fmt: skip
 _UNIT_START = re.compile(
-    r"\s(?:#|apt|apartment|unit|ste|suite|lot|spc|space|bldg|building|trlr)\b.*$"
+    r"\s(?:#|(?:apt|apartment|unit|ste|suite|lot|spc|space|bldg|building|trlr)\b).*$"
 )
 
 

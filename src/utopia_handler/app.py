@@ -10,7 +10,8 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from flask import Flask
+from flask import Flask, Response, jsonify
+from werkzeug.exceptions import HTTPException
 
 from utopia_handler.clients.powercode import PowerCodeClient
 from utopia_handler.clients.utopia import UtopiaClient
@@ -130,4 +131,17 @@ def create_app(runtime: Runtime) -> Flask:
     app.extensions["runtime"] = runtime
     app.register_blueprint(callbacks.bp)
     app.register_blueprint(health.bp)
+
+    @app.errorhandler(HTTPException)
+    def http_error(error: HTTPException) -> tuple[Response, int]:
+        # Plain JSON for every HTTP error (404, 405, 413...): no HTML pages, no tracebacks.
+        code = error.code or 500
+        return jsonify({"error": error.description or error.name}), code
+
+    @app.errorhandler(Exception)
+    def unexpected_error(error: Exception) -> tuple[Response, int]:
+        # The type only: an exception's message may carry request data.
+        log_event(log, "web.error", logging.ERROR, error=type(error).__name__)
+        return jsonify({"error": "internal error"}), 500
+
     return app

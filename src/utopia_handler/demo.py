@@ -7,6 +7,7 @@ callbacks. At the end it prints what happened to every order.
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 import socket
 import tempfile
@@ -157,10 +158,8 @@ def run_demo(*, stay_up: bool, port: int = 5050, settle_timeout: float = 60.0) -
                 f'-d \'{{"orderref": "{PLAIN_ORDER}", "msg": "Project New Order"}}\''
             )
             click.echo("Ctrl-C to stop.")
-            try:
+            with contextlib.suppress(KeyboardInterrupt):
                 threading.Event().wait()
-            except KeyboardInterrupt:
-                pass
         return 0 if settled else 1
     finally:
         handle.stop()

@@ -370,9 +370,9 @@ def _portal_username(contract: Contract, settings: ProvisioningSettings) -> str 
 
 def _portal_password(settings: ProvisioningSettings) -> str | None:
     policy = settings.portal
-    if policy.password == "none":
+    if policy.password == "none":  # noqa: S105 - a policy name, not a password
         return None
-    if policy.password == "shared" and policy.shared_password is not None:
+    if policy.password == "shared" and policy.shared_password is not None:  # noqa: S105
         return policy.shared_password.reveal()
     # Never stored or logged: the customer sets their own through PowerCode's password reset.
     return secrets.token_urlsafe(18)

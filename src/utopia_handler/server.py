@@ -11,6 +11,7 @@ import signal
 import threading
 from types import FrameType
 
+from waitress import wasyncore
 from waitress.server import create_server
 
 from utopia_handler.app import Runtime, build_runtime, create_app, warn_about_risky_settings
@@ -51,7 +52,7 @@ class ServiceHandle:
     @property
     def url(self) -> str:
         assert self._server is not None
-        host, port = self._server.effective_host, self._server.effective_port  # type: ignore[union-attr]
+        host, port = self._server.effective_host, self._server.effective_port
         return f"http://{host}:{port}"
 
     def start(self) -> ServiceHandle:
@@ -65,10 +66,12 @@ class ServiceHandle:
 
     def stop(self) -> None:
         """Stop taking requests, then let the worker finish or release what it holds."""
-        if self._server is not None:
-            self._server.close()
-            self._server.task_dispatcher.shutdown()  # type: ignore[union-attr]
-        if self._thread is not None:
+        server = self._server
+        if server is not None and self._thread is not None:
+            # Closing sockets must happen in waitress's own loop thread; its trigger runs code there.
+            server.trigger.pull_trigger(lambda: wasyncore.dispatcher.close(server))
+            server.task_dispatcher.shutdown(timeout=30)  # requests in hand finish
+            server.trigger.pull_trigger(lambda: wasyncore.close_all(server._map))
             self._thread.join(10)
         if self.worker is not None:
             self.worker.stop()

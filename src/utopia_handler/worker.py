@@ -106,7 +106,7 @@ class Worker:
             timedelta(seconds=settings.retry_deadline_seconds),
         )
         self.clock = clock
-        self.rng = rng or random.Random()  # noqa: S311 - jitter, not security
+        self.rng = rng or random.Random()
         self.wakeup = wakeup or threading.Event()
         self._stopping = threading.Event()
         self._lock = threading.Lock()

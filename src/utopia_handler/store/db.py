@@ -42,12 +42,9 @@ class Store:
 
     @contextmanager
     def read(self) -> Iterator[Session]:
-        """A read-only transaction; rolled back at the end."""
+        """A read-only transaction, ended when the block ends; loaded rows stay readable after."""
         with self._reader() as session:
-            try:
-                yield session
-            finally:
-                session.rollback()
+            yield session
 
     def ping(self) -> bool:
         """True when the database answers a trivial query."""

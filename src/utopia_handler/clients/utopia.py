@@ -1,0 +1,283 @@
+"""Client for UTOPIA Fiber's provider API: read a signed order ("contract") and its PDF.
+
+Every call is a POST with a JSON body carrying the API key. Replies are read tolerantly (any block
+may be missing, any value may be a number) and become small frozen records with our own field names.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass
+from types import TracebackType
+from typing import Any, Self
+
+import httpx
+
+from utopia_handler.clients.errors import RejectedError
+from utopia_handler.clients.http import (
+    DEFAULT_TIMEOUTS,
+    HttpSession,
+    as_records,
+    as_text,
+    clip,
+    json_body,
+)
+from utopia_handler.settings import Timeouts
+
+log = logging.getLogger(__name__)
+
+SERVICE = "utopia"
+
+# UTOPIA's exact answer when the order is not this provider's (or does not exist).
+NOT_OUR_ORDER_TEXT = "No valid records found for this ISP"
+
+
+class NotOurOrder(RejectedError):
+    """UTOPIA says the order does not belong to this provider (or does not exist)."""
+
+
+@dataclass(frozen=True)
+class Person:
+    first_name: str
+    last_name: str
+    email: str
+    phone: str
+
+
+@dataclass(frozen=True)
+class PostalAddress:
+    street: str
+    unit: str
+    city: str
+    state: str
+    zip: str
+    name: str = ""
+    phone: str = ""
+
+
+@dataclass(frozen=True)
+class OrderItem:
+    description: str
+    charge_type: str
+    quantity: str
+    product_id: str
+
+
+@dataclass(frozen=True, repr=False)
+class Contract:
+    """A signed order as UTOPIA describes it; `terms_agreed_at` is None for older orders."""
+
+    order_ref: str
+    status: str
+    site_id: str
+    customer: Person
+    service_address: PostalAddress
+    billing_address: PostalAddress
+    items: tuple[OrderItem, ...]
+    terms_agreed_at: str | None
+    contract_download: str
+    promo: str
+    order_source: str
+
+    def __repr__(self) -> str:
+        # Kept free of personal data so a stray log line cannot leak a customer record.
+        return (
+            f"Contract(order_ref={self.order_ref!r}, status={self.status!r}, "
+            f"site_id={self.site_id!r})"
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        """This contract as plain JSON types, for storing in the database."""
+        data = asdict(self)
+        data["items"] = list(data["items"])
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Contract:
+        """The contract `to_json` stored."""
+        terms = data.get("terms_agreed_at")
+        return cls(
+            order_ref=as_text(data.get("order_ref")),
+            status=as_text(data.get("status")),
+            site_id=as_text(data.get("site_id")),
+            customer=_person(data.get("customer"), "first_name", "last_name", "email", "phone"),
+            service_address=_address(data.get("service_address"), _STORED_ADDRESS_KEYS),
+            billing_address=_address(data.get("billing_address"), _STORED_ADDRESS_KEYS),
+            items=tuple(
+                OrderItem(
+                    description=as_text(item.get("description")),
+                    charge_type=as_text(item.get("charge_type")),
+                    quantity=as_text(item.get("quantity")),
+                    product_id=as_text(item.get("product_id")),
+                )
+                for item in as_records(data.get("items"))
+            ),
+            terms_agreed_at=as_text(terms) or None,
+            contract_download=as_text(data.get("contract_download")),
+            promo=as_text(data.get("promo")),
+            order_source=as_text(data.get("order_source")),
+        )
+
+
+# Our field -> the key that holds it, in UTOPIA's reply and in what to_json stored.
+_UTOPIA_ADDRESS_KEYS = {
+    "street": "address",
+    "unit": "apt",
+    "city": "city",
+    "state": "state",
+    "zip": "zip",
+    "name": "name",
+    "phone": "phone",
+}
+# The service address block has no name/phone of its own; the billing block does.
+_UTOPIA_SERVICE_ADDRESS_KEYS = {
+    ours: theirs for ours, theirs in _UTOPIA_ADDRESS_KEYS.items() if ours not in ("name", "phone")
+}
+_STORED_ADDRESS_KEYS = {key: key for key in _UTOPIA_ADDRESS_KEYS}
+
+
+def _block(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _person(value: Any, first: str, last: str, email: str, phone: str) -> Person:
+    block = _block(value)
+    return Person(
+        first_name=as_text(block.get(first)),
+        last_name=as_text(block.get(last)),
+        email=as_text(block.get(email)),
+        phone=as_text(block.get(phone)),
+    )
+
+
+def _address(value: Any, keys: dict[str, str]) -> PostalAddress:
+    block = _block(value)
+    return PostalAddress(**{ours: as_text(block.get(theirs)) for ours, theirs in keys.items()})
+
+
+def parse_contract(order_ref: str, payload: Any) -> Contract:
+    """Read UTOPIA's contractlookup reply; missing blocks become empty values, never errors."""
+    if not isinstance(payload, dict):
+        raise RejectedError(SERVICE, "contractlookup: reply is not a JSON object")
+    service = _block(payload.get("address"))
+    terms = _block(payload.get("termsagreement")).get("sp_terms_agree_date")
+    return Contract(
+        order_ref=order_ref.strip(),
+        status=as_text(payload.get("status")),
+        site_id=as_text(service.get("siteid")),
+        customer=_person(payload.get("customer"), "firstname", "lastname", "email", "phone"),
+        service_address=_address(service, _UTOPIA_SERVICE_ADDRESS_KEYS),
+        billing_address=_address(payload.get("billingaddress"), _UTOPIA_ADDRESS_KEYS),
+        items=tuple(
+            OrderItem(
+                description=as_text(item.get("description")),
+                charge_type=as_text(item.get("chargetype")),
+                quantity=as_text(item.get("qty")),
+                product_id=as_text(item.get("pid")),
+            )
+            for item in as_records(payload.get("orderitems"))
+        ),
+        terms_agreed_at=as_text(terms) or None,
+        contract_download=as_text(payload.get("contractdownload")),
+        promo=as_text(payload.get("promo")),
+        order_source=as_text(payload.get("ordersource")),
+    )
+
+
+class UtopiaClient:
+    """UTOPIA's provider API, as the new-order flow needs it."""
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str,
+        *,
+        timeouts: Timeouts = DEFAULT_TIMEOUTS,
+        network: str | None = None,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self._base_url = base_url.rstrip("/")
+        self._api_key = api_key
+        self._network = network
+        self._http = HttpSession(
+            SERVICE, timeouts=timeouts, transport=transport, secrets=(api_key,), logger=log
+        )
+
+    def lookup_contract(self, order_ref: str) -> Contract:
+        """The signed order `order_ref`; NotOurOrder when UTOPIA says it is not this provider's."""
+        label = "contractlookup"
+        response = self._post(label, order_ref)
+        payload = json_body(response)
+        self._raise_for_refusal(label, response, payload)
+        if not isinstance(payload, dict):
+            raise RejectedError(SERVICE, f"{label}: reply is not a JSON object")
+        error = payload.get("error")
+        # Only a reply that is nothing but an error counts: customer data may contain the word.
+        if isinstance(error, str) and "customer" not in payload and "address" not in payload:
+            reason = clip(error, (self._api_key,)) or "an empty error"
+            raise RejectedError(SERVICE, f"{label} refused: {reason}")
+        return parse_contract(order_ref, payload)
+
+    def download_contract(self, order_ref: str) -> bytes | None:
+        """The contract PDF, or None while UTOPIA has none (a JSON reply, or a 404 with error)."""
+        label = "contractdownload"
+        response = self._post(label, order_ref)
+        status = response.status_code
+        if status == 401:
+            raise self._auth_failed()
+        self._http.raise_if_retryable(label, response)
+        payload = json_body(response)
+        # Whether the order is ours was settled by the lookup; here JSON only means "no PDF yet".
+        if status == 404 and isinstance(payload, dict) and "error" in payload:
+            return None
+        if status >= 300:
+            raise RejectedError(SERVICE, f"{label} refused: HTTP {status}", code=status)
+        content_type = response.headers.get("Content-Type", "").split(";")[0].strip().lower()
+        if content_type == "application/pdf" and response.content.startswith(b"%PDF"):
+            return response.content
+        if payload is not None:
+            return None
+        raise RejectedError(
+            SERVICE, f"{label}: reply is neither a PDF nor JSON ({clip(content_type) or 'no type'})"
+        )
+
+    def _post(self, label: str, order_ref: str) -> httpx.Response:
+        if not order_ref.strip():
+            raise ValueError("order_ref must not be empty")
+        body: dict[str, str] = {"apikey": self._api_key, "orderref": order_ref.strip()}
+        if self._network:
+            body["network"] = self._network
+        return self._http.request(label, "POST", f"{self._base_url}/spquery/{label}", json=body)
+
+    def _raise_for_refusal(self, label: str, response: httpx.Response, payload: Any) -> None:
+        status = response.status_code
+        if status == 401:
+            raise self._auth_failed()
+        error = payload.get("error") if isinstance(payload, dict) else None
+        if isinstance(error, str) and error.strip() == NOT_OUR_ORDER_TEXT:
+            raise NotOurOrder(SERVICE, f"{label}: {NOT_OUR_ORDER_TEXT}", code=status)
+        self._http.raise_if_retryable(label, response)
+        if status >= 300:
+            text = f"{label} refused: HTTP {status}"
+            if isinstance(error, str) and error.strip():
+                text += f" ({clip(error, (self._api_key,))})"
+            raise RejectedError(SERVICE, text, code=status)
+
+    @staticmethod
+    def _auth_failed() -> RejectedError:
+        return RejectedError(SERVICE, "authentication failed: check UTOPIA_API_KEY", code=401)
+
+    def close(self) -> None:
+        """Close the HTTP connections."""
+        self._http.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()

@@ -1,0 +1,391 @@
+"""The PowerCode emulator answers like PowerCode: classic actions, their refusals, and UAPI tags."""
+
+from __future__ import annotations
+
+import base64
+import http.client
+import json
+from typing import Any
+
+import httpx
+import pytest
+
+from utopia_handler.emulators import PowerCodeEmulator, ServiceDef
+
+from ._shared import NEW_CUSTOMER, uapi_headers
+
+
+def call(
+    client: httpx.Client, powercode: PowerCodeEmulator, action: str, **fields: str
+) -> dict[str, Any]:
+    """One classic API call with the right key; PowerCode always answers HTTP 200."""
+    response = client.post(
+        powercode.api_url, data={"apiKey": powercode.api_key, "action": action, **fields}
+    )
+    assert response.status_code == 200
+    result: dict[str, Any] = response.json()
+    return result
+
+
+def create_customer(client: httpx.Client, powercode: PowerCodeEmulator, **changes: str) -> int:
+    reply = call(client, powercode, "createCustomer", **{**NEW_CUSTOMER, **changes})
+    assert reply["statusCode"] == 0, reply
+    customer_id = reply["customerID"]
+    assert isinstance(customer_id, int)
+    return customer_id
+
+
+# -- urls and keys -------------------------------------------------------------------------
+
+
+def test_urls_point_at_the_running_server(powercode: PowerCodeEmulator) -> None:
+    assert powercode.base_url == f"http://127.0.0.1:{powercode.port}"
+    assert powercode.api_url == powercode.base_url + "/api/1/index.php"
+    assert powercode.uapi_url == powercode.base_url + "/uapi/"
+
+
+@pytest.mark.parametrize("key", ["wrong-key", ""])
+def test_classic_api_refuses_a_wrong_or_missing_key(
+    client: httpx.Client, powercode: PowerCodeEmulator, key: str
+) -> None:
+    data = {"apiKey": key, "action": "createCustomer", **NEW_CUSTOMER}
+    response = client.post(powercode.api_url, data=data)
+    assert response.status_code == 200
+    assert response.json() == {"statusCode": 1, "message": "Invalid API key"}
+    assert powercode.customers == {}
+
+
+def test_unknown_action_is_status_2(client: httpx.Client, powercode: PowerCodeEmulator) -> None:
+    assert call(client, powercode, "launchRocket")["statusCode"] == 2
+
+
+def test_missing_field_is_status_3_and_names_it(
+    client: httpx.Client, powercode: PowerCodeEmulator
+) -> None:
+    fields = {k: v for k, v in NEW_CUSTOMER.items() if k != "physicalZip"}
+    reply = call(client, powercode, "createCustomer", **fields)
+    assert reply == {"statusCode": 3, "message": "Missing field: physicalZip"}
+    assert powercode.customers == {}
+
+
+# -- customers -----------------------------------------------------------------------------
+
+
+def test_create_customer_stores_every_field_and_numbers_from_10001(
+    client: httpx.Client, powercode: PowerCodeEmulator
+) -> None:
+    reply = call(client, powercode, "createCustomer", **NEW_CUSTOMER)
+    assert reply == {"statusCode": 0, "message": "Customer created", "customerID": 10001}
+    second = create_customer(client, powercode, firstName="Dale", lastName="Whitfield")
+    assert second == 10002
+    record = powercode.customers[10001]
+    assert record["customerID"] == 10001
+    assert record["customerNotes"] == "UTOPIA order UIA202611-004217"
+    assert record["phone"] == [{"Type": "Home", "Number": "8015550142"}]
+    assert "apiKey" not in record
+    assert powercode.calls["createCustomer"] == 2
+
+
+def test_create_customer_refuses_a_state_that_is_not_a_code(
+    client: httpx.Client, powercode: PowerCodeEmulator
+) -> None:
+    reply = call(client, powercode, "createCustomer", **{**NEW_CUSTOMER, "physicalState": "Utah"})
+    assert reply == {"statusCode": 4, "message": "Invalid state"}
+    assert powercode.customers == {}
+
+
+@pytest.mark.parametrize("phone", ["8015550142", json.dumps({"Type": "Home"}), "[{}]"])
+def test_create_customer_refuses_a_phone_that_is_not_a_json_list(
+    client: httpx.Client, powercode: PowerCodeEmulator, phone: str
+) -> None:
+    reply = call(client, powercode, "createCustomer", **{**NEW_CUSTOMER, "phone": phone})
+    assert reply["statusCode"] == 3
+    assert powercode.customers == {}
+
+
+def test_po_box_fails_automatic_geocoding_but_not_manual(
+    client: httpx.Client, powercode: PowerCodeEmulator
+) -> None:
+    po_box = {**NEW_CUSTOMER, "physicalStreet": "po box 77"}
+    reply = call(client, powercode, "createCustomer", **po_box)
+    assert reply == {"statusCode": 23, "message": "Unable to geocode physical address"}
+    assert powercode.customers == {}
+    retry = call(
+        client, powercode, "createCustomer", **{**po_box, "physicalAutomaticallyGeocode": "0"}
+    )
+    assert retry["statusCode"] == 0
+
+
+def test_search_matches_every_word_case_insensitively(
+    client: httpx.Client, powercode: PowerCodeEmulator
+) -> None:
+    wanted = powercode.add_customer("Tobias", "Wrenfield", "1875 East Harvest Lane", "Lehi")
+    powercode.add_customer("Tobias", "Marsh", "310 S 200 E", "Murray")
+    reply = call(client, powercode, "searchCustomers", searchString="tobias WRENFIELD")
+    assert reply["statusCode"] == 0
+    assert reply["customers"] == [
+        {
+            "CustomerID": str(wanted),
+            "CompanyName": "Tobias Wrenfield",
+            "Address1": "1875 East Harvest Lane",
+            "City": "Lehi",
+        }
+    ]
+    assert len(call(client, powercode, "searchCustomers", searchString="Tobias")["customers"]) == 2
+    assert call(client, powercode, "searchCustomers", searchString="Nobody")["customers"] == []
+
+
+def test_read_customer_by_id_and_by_ext_account_id(
+    client: httpx.Client, powercode: PowerCodeEmulator
+) -> None:
+    first = create_customer(client, powercode)
+    create_customer(client, powercode)  # same site id again: the lowest id wins
+    by_ext = call(client, powercode, "readCustomer", extAccountID="204817")["customer"]
+    assert by_ext["customerId"] == str(first)
+    assert by_ext["companyName"] == "Avery Lindqvist"
+    assert by_ext["status"] == "Active"
+    assert by_ext["physicalState"] == "UT"
+    by_id = call(client, powercode, "readCustomer", customerID=str(first))["customer"]
+    assert by_id == by_ext
+
+
+def test_read_customer_not_found_is_status_6(
+    client: httpx.Client, powercode: PowerCodeEmulator
+) -> None:
+    expected = {"statusCode": 6, "message": "Customer not found"}
+    assert call(client, powercode, "readCustomer", extAccountID="999") == expected
+    assert call(client, powercode, "readCustomer", customerID="424242") == expected
+    assert call(client, powercode, "readCustomer")["statusCode"] == 3
+
+
+# -- services ------------------------------------------------------------------------------
+
+
+def test_add_and_read_services(client: httpx.Client, powercode: PowerCodeEmulator) -> None:
+    customer = str(create_customer(client, powercode))
+    fields = {"customerID": customer, "quantity": "1", "prorateService": "0"}
+    assert (
+        call(client, powercode, "addCustomerService", serviceID="163", **fields)["statusCode"] == 0
+    )
+    assert (
+        call(client, powercode, "addCustomerService", serviceID="172", **fields)["statusCode"] == 0
+    )
+    services = call(client, powercode, "readCustomerService", customerID=customer)["services"]
+    assert [(s["serviceID"], s["quantity"]) for s in services] == [("163", "1"), ("172", "1")]
+    assert services[0]["internetInfo"] == {"maxIn": 250000, "maxOut": 250000}
+    assert "internetInfo" not in services[1]
+
+
+def test_second_internet_service_replaces_the_first(
+    client: httpx.Client, powercode: PowerCodeEmulator
+) -> None:
+    customer = create_customer(client, powercode)
+    for service in ("163", "172", "164"):
+        call(
+            client,
+            powercode,
+            "addCustomerService",
+            customerID=str(customer),
+            serviceID=service,
+            quantity="1",
+        )
+    assert powercode.customer_services[customer] == {164: 1, 172: 1}
+
+
+def test_internet_quantity_must_be_one(client: httpx.Client, powercode: PowerCodeEmulator) -> None:
+    customer = str(create_customer(client, powercode))
+    reply = call(
+        client, powercode, "addCustomerService", customerID=customer, serviceID="163", quantity="5"
+    )
+    assert reply == {
+        "statusCode": 7,
+        "message": "Internet services can not have a quantity above 1",
+    }
+    assert powercode.customer_services.get(int(customer), {}) == {}
+    fee = call(
+        client, powercode, "addCustomerService", customerID=customer, serviceID="172", quantity="5"
+    )
+    assert fee["statusCode"] == 0
+    assert powercode.customer_services[int(customer)] == {172: 5}
+
+
+def test_adding_a_service_twice_keeps_one_entry_but_records_both_adds(
+    client: httpx.Client, powercode: PowerCodeEmulator
+) -> None:
+    customer = create_customer(client, powercode)
+    for _ in range(2):
+        call(
+            client,
+            powercode,
+            "addCustomerService",
+            customerID=str(customer),
+            serviceID="163",
+            quantity="1",
+        )
+    assert powercode.customer_services[customer] == {163: 1}
+    assert powercode.service_adds == [(customer, 163), (customer, 163)]
+
+
+def test_add_service_refuses_unknown_customer_or_service(
+    client: httpx.Client, powercode: PowerCodeEmulator
+) -> None:
+    customer = str(create_customer(client, powercode))
+    unknown_customer = call(
+        client, powercode, "addCustomerService", customerID="1", serviceID="163", quantity="1"
+    )
+    assert unknown_customer["statusCode"] == 6
+    unknown_service = call(
+        client, powercode, "addCustomerService", customerID=customer, serviceID="999", quantity="1"
+    )
+    assert unknown_service["statusCode"] == 8
+    assert call(client, powercode, "readCustomerService", customerID="1")["statusCode"] == 6
+    assert powercode.service_adds == []
+
+
+def test_custom_catalogue_and_tags(client: httpx.Client) -> None:
+    with PowerCodeEmulator(
+        services={7: ServiceDef("Static IP", internet=False)}, tags={9: "VIP"}
+    ) as pc:
+        customer = pc.add_customer("Dale", "Whitfield", "87 N 400 E", "Layton")
+        reply = call(
+            client, pc, "addCustomerService", customerID=str(customer), serviceID="7", quantity="2"
+        )
+        assert reply["statusCode"] == 0
+        assert (
+            call(client, pc, "addCustomerService", customerID=str(customer), serviceID="163")[
+                "statusCode"
+            ]
+            == 8
+        )
+
+
+# -- tickets -------------------------------------------------------------------------------
+
+
+def test_create_ticket_stores_fields_and_numbers_from_500(
+    client: httpx.Client, powercode: PowerCodeEmulator
+) -> None:
+    customer = str(create_customer(client, powercode))
+    ticket = {
+        "customerID": customer,
+        "type": "Individual",
+        "summary": "New UTOPIA install",
+        "description": "<p>Install for Avery</p>",
+        "category": "4",
+        "ticketType": "2",
+        "status": "1",
+        "responsibleUser": "12",
+        "responsibleGroupID": "3",
+        "customerViewable": "0",
+    }
+    reply = call(client, powercode, "createTicket", **ticket)
+    assert reply == {"statusCode": 0, "message": "Ticket created", "ticketID": "500"}
+    assert call(client, powercode, "createTicket", **ticket)["ticketID"] == "501"
+    stored = powercode.tickets["500"]
+    assert stored["description"] == "<p>Install for Avery</p>"
+    assert stored["customerID"] == int(customer)
+
+
+def test_create_ticket_refusals(client: httpx.Client, powercode: PowerCodeEmulator) -> None:
+    customer = str(create_customer(client, powercode))
+    unknown = call(client, powercode, "createTicket", customerID="77", summary="s", description="d")
+    assert unknown["statusCode"] == 6
+    no_summary = call(client, powercode, "createTicket", customerID=customer, description="d")
+    assert no_summary == {"statusCode": 3, "message": "Missing field: summary"}
+    assert powercode.tickets == {}
+
+
+# -- UAPI tags -----------------------------------------------------------------------------
+
+
+def test_tags_add_list_and_remove(client: httpx.Client, powercode: PowerCodeEmulator) -> None:
+    customer = create_customer(client, powercode)
+    url = powercode.uapi_url + "customer/tags/customer"
+    headers = uapi_headers(powercode.api_key)
+    added = client.post(url, json={"customerID": customer, "tags": [1, 3]}, headers=headers)
+    assert added.status_code == 200
+    listed = client.get(url, params={"customerID": customer}, headers=headers)
+    assert listed.json() == {
+        "Success": True,
+        "Response": [{"TagID": 1, "TagName": "UTOPIA"}, {"TagID": 3, "TagName": "New install"}],
+    }
+    removed = client.request(
+        "DELETE", url, json={"customerID": str(customer), "tags": [3]}, headers=headers
+    )
+    assert removed.status_code == 200
+    assert powercode.customer_tags[customer] == {1}
+    assert powercode.calls["uapi:tags"] == 3
+
+
+def test_tags_refusals(client: httpx.Client, powercode: PowerCodeEmulator) -> None:
+    customer = create_customer(client, powercode)
+    url = powercode.uapi_url + "customer/tags/customer"
+    headers = uapi_headers(powercode.api_key)
+    unknown_tag = client.post(url, json={"customerID": customer, "tags": [1, 9]}, headers=headers)
+    assert unknown_tag.status_code == 400
+    assert unknown_tag.json() == {"Success": False, "Response": "Unknown tag 9"}
+    assert powercode.customer_tags.get(customer, set()) == set()
+    unknown_customer = client.post(url, json={"customerID": 1, "tags": [1]}, headers=headers)
+    assert unknown_customer.status_code == 404
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {},
+        {"Authorization": "Basic " + base64.b64encode(b"wrong").decode()},
+        # The right key in the user:password form is not what PowerCode expects.
+        {"Authorization": "Basic " + base64.b64encode(b"pc-test-key:").decode()},
+    ],
+)
+def test_uapi_refuses_a_wrong_key(
+    client: httpx.Client, powercode: PowerCodeEmulator, headers: dict[str, str]
+) -> None:
+    customer = create_customer(client, powercode)
+    url = powercode.uapi_url + "customer/tags/customer"
+    response = client.post(url, json={"customerID": customer, "tags": [1]}, headers=headers)
+    assert response.status_code == 401
+    assert response.json() == {"Success": False, "Response": "Unauthorized"}
+    assert powercode.customer_tags.get(customer, set()) == set()
+
+
+# -- transport -----------------------------------------------------------------------------
+
+
+def test_keep_alive_serves_several_requests_on_one_connection(powercode: PowerCodeEmulator) -> None:
+    connection = http.client.HTTPConnection("127.0.0.1", powercode.port, timeout=5)
+    try:
+        for _ in range(3):
+            body = f"apiKey={powercode.api_key}&action=searchCustomers&searchString=x"
+            connection.request(
+                "POST",
+                "/api/1/index.php",
+                body=body,
+                headers={"Content-Type": "application/x-www-form-urlencoded"},
+            )
+            response = connection.getresponse()
+            assert response.status == 200
+            assert response.getheader("Content-Length") is not None
+            assert json.loads(response.read())["statusCode"] == 0
+            assert not response.will_close
+    finally:
+        connection.close()
+
+
+def test_global_latency_slows_every_call(client: httpx.Client) -> None:
+    with PowerCodeEmulator(latency=0.15) as pc:
+        response = client.post(
+            pc.api_url, data={"apiKey": pc.api_key, "action": "searchCustomers", "searchString": ""}
+        )
+        assert response.elapsed.total_seconds() >= 0.15
+
+
+def test_restart_keeps_url_and_state(client: httpx.Client, powercode: PowerCodeEmulator) -> None:
+    customer = create_customer(client, powercode)
+    url = powercode.api_url
+    powercode.stop()
+    assert not powercode.running
+    powercode.start()
+    assert powercode.api_url == url
+    reply = call(client, powercode, "readCustomer", customerID=str(customer))
+    assert reply["customer"]["lastName"] == "Lindqvist"

@@ -1,0 +1,194 @@
+"""The command as operators run it: real processes, real signals, SIGKILL in the middle of work."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import CALLBACK_TOKEN, SECRET_KEY, new_order, post_callback, wait_for
+from utopia_handler.emulators import Emulators
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def command_env(base_env: dict[str, str], **extra: str) -> dict[str, str]:
+    keep = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "SYSTEMROOT")}
+    return {**keep, **base_env, **extra}
+
+
+def run_cli(
+    args: list[str], env: dict[str, str], cwd: Path, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "utopia_handler", *args],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+class Serve:
+    """`utopia-handler serve` as a child process."""
+
+    def __init__(self, env: dict[str, str], cwd: Path) -> None:
+        self.port = int(env["FLASK_PORT"])
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = (cwd / f"serve-{self.port}.out").open("ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "utopia_handler", "serve"],
+            env=env,
+            cwd=cwd,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
+        wait_for(self.ready, timeout=20)
+
+    def ready(self) -> bool:
+        assert self.process.poll() is None, "serve exited early"
+        try:
+            return httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def kill(self) -> None:
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(10)
+        self.log.close()
+
+    def terminate(self) -> int:
+        self.process.send_signal(signal.SIGTERM)
+        code = self.process.wait(30)
+        self.log.close()
+        return code
+
+
+@pytest.fixture
+def serve_env(base_env: dict[str, str]) -> Iterator[dict[str, str]]:
+    yield command_env(base_env, FLASK_PORT=str(free_port()), LEASE_SECONDS="2", POLL_SECONDS="0.1")
+
+
+def test_sigkill_during_customer_creation_then_restart_creates_nothing_twice(
+    serve_env: dict[str, str], emulators: Emulators, tmp_path: Path
+) -> None:
+    order_ref, site = "UIA202611-004218", "318002"
+    # PowerCode takes 1.5 s to create the customer, so the kill lands while the call is out.
+    emulators.powercode.faults.add("createCustomer", "latency", seconds=1.5)
+    first = Serve(serve_env, tmp_path)
+    assert post_callback(first.url, new_order(order_ref)).status_code == 200
+    wait_for(lambda: emulators.powercode.calls["createCustomer"] >= 1)
+    first.kill()
+    # PowerCode finishes the create although nobody is left to read the reply.
+    wait_for(
+        lambda: any(c.get("extAccountID") == site for c in emulators.powercode.customers.values())
+    )
+
+    second = Serve(serve_env, tmp_path)
+    wait_for(lambda: len(emulators.smtp.messages) == 1, timeout=30)
+    assert second.terminate() == 0  # SIGTERM: a graceful stop
+
+    created = [c for c in emulators.powercode.customers.values() if c.get("extAccountID") == site]
+    assert len(created) == 1
+    customer_id = int(created[0]["customerID"])
+    assert Counter(emulators.powercode.service_adds) == Counter(
+        {(customer_id, 164): 1, (customer_id, 172): 1}
+    )
+    assert len(emulators.powercode.tickets) == 1
+    assert emulators.powercode.calls["createCustomer"] == 1  # found by site id, not sent again
+    assert str(emulators.smtp.messages[0]["Subject"]).endswith(f"(PC#{customer_id})")
+
+
+def test_callbacks_acknowledged_before_a_kill_are_worked_after_restart(
+    serve_env: dict[str, str], emulators: Emulators, tmp_path: Path
+) -> None:
+    env = {**serve_env, "RUN_WORKER_IN_SERVE": "false"}  # acknowledge only, work nothing
+    first = Serve(env, tmp_path)
+    refs = ["UIA202611-004217", "UIA202611-004218", "UIA202611-004221"]
+    for ref in refs:
+        assert post_callback(first.url, new_order(ref)).json()["status"] == "queued"
+    first.kill()
+    second = Serve(serve_env, tmp_path)
+    wait_for(lambda: len(emulators.smtp.messages) == len(refs), timeout=30)
+    second.terminate()
+    assert len(emulators.powercode.customers) == 3 + len(refs)
+
+
+def test_serve_refuses_to_start_without_a_callback_token(
+    base_env: dict[str, str], tmp_path: Path
+) -> None:
+    env = command_env(base_env)
+    del env["UTOPIA_CALLBACK_TOKEN"]
+    result = run_cli(["serve"], env, tmp_path)
+    assert result.returncode == 2
+    [line] = result.stderr.strip().splitlines()
+    assert "UTOPIA_CALLBACK_TOKEN" in line and "ALLOW_UNAUTHENTICATED_CALLBACKS" in line
+
+
+def test_a_missing_setting_stops_start_up_with_one_line_naming_it(
+    base_env: dict[str, str], tmp_path: Path
+) -> None:
+    env = command_env(base_env)
+    del env["PC_API_KEY"]
+    result = run_cli(["check-config"], env, tmp_path)
+    assert result.returncode == 2
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith("configuration error: PC_API_KEY")
+
+
+def test_check_config_prints_settings_with_secrets_masked(
+    base_env: dict[str, str], tmp_path: Path
+) -> None:
+    result = run_cli(["check-config"], command_env(base_env), tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "configuration OK" in result.stdout
+    assert base_env["PC_API_KEY"] not in result.stdout
+    assert CALLBACK_TOKEN not in result.stdout and SECRET_KEY not in result.stdout
+    assert "********" in result.stdout
+
+
+def test_orders_commands_show_and_retry(
+    serve_env: dict[str, str], emulators: Emulators, tmp_path: Path
+) -> None:
+    server = Serve(serve_env, tmp_path)
+    post_callback(server.url, new_order("UIA202611-004219"))  # unmapped plan: waits for a person
+    wait_for(lambda: len(emulators.smtp.messages) == 1)
+    server.terminate()
+    listing = run_cli(["orders", "list", "--state", "waiting"], serve_env, tmp_path)
+    assert "UIA202611-004219" in listing.stdout and "WAITING FOR A PERSON" in listing.stdout
+    story = run_cli(["orders", "show", "UIA202611-004219"], serve_env, tmp_path)
+    assert "'2 Gbps' has no PowerCode service mapping" in story.stdout
+    assert "e-mail held: sent" in story.stdout
+    retried = run_cli(["orders", "retry", "UIA202611-004219"], serve_env, tmp_path)
+    assert retried.returncode == 0 and "queued again at step choose_plans" in retried.stdout
+    missing = run_cli(["orders", "retry", "UIA000000-000000"], serve_env, tmp_path)
+    assert missing.returncode == 1 and "no order" in missing.stderr
+
+
+def test_demo_runs_and_reports_every_order(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG")}
+    result = run_cli(["demo", "--once", "--port", "0"], env, tmp_path, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = result.stdout
+    assert "UIA202611-004217     done" in out
+    assert "UIA202611-004219     WAITING FOR A PERSON" in out
+    assert "UIA202611-004220     duplicate customer" in out
+    assert "UIA202611-999999     not ours" in out
+    assert "created without geocoding" in out
+    assert "create_ticket    attempt 1: retry" in out
+    assert "[attached: UIA202611-004217.pdf]" in out
+    assert "Traceback" not in out + result.stderr
