@@ -114,6 +114,8 @@ class Order(Base):
     services_added: Mapped[list[int] | None] = mapped_column(JSON)
     ticket_id: Mapped[str | None] = mapped_column(String(32))
     tags_added: Mapped[list[int] | None] = mapped_column(JSON)
+    # When retention removed this finished order's raw payloads (contract, bodies, e-mail data).
+    purged_at: Mapped[datetime | None]
 
     __table_args__ = (Index("ix_orders_due", "state", "next_attempt_at"),)
 
@@ -144,7 +146,7 @@ class Callback(Base):
     event: Mapped[str | None] = mapped_column(String(200))
     outcome: Mapped[CallbackOutcome] = mapped_column(_enum(CallbackOutcome))
     remote_addr: Mapped[str | None] = mapped_column(String(64))
-    body: Mapped[str] = mapped_column(Text)
+    body: Mapped[str | None] = mapped_column(Text)  # None once retention purged it
     order_id: Mapped[int | None] = mapped_column(ForeignKey("orders.id", ondelete="SET NULL"))
 
     __table_args__ = (Index("ix_callbacks_ref_msg", "order_ref", "msg"),)
