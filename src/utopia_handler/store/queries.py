@@ -12,7 +12,7 @@ import hashlib
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import ColumnElement, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -128,56 +128,54 @@ def record_callback(
 # Claiming and leases -----------------------------------------------------------------------------
 
 
-def claim_due_orders(
-    session: Session, owner: str, limit: int, now: datetime, lease: timedelta
+_Leased = type[Order] | type[Notification]
+
+
+def _claim(
+    session: Session,
+    model: _Leased,
+    waiting: ColumnElement[bool],
+    owner: str,
+    limit: int,
+    now: datetime,
+    lease: timedelta,
 ) -> list[int]:
-    """Take up to `limit` orders that are due and not held by a live lease."""
+    """Lease up to `limit` rows of `model` that wait for work, are due, and hold no live lease."""
     ids = list(
         session.scalars(
-            select(Order.id)
+            select(model.id)
             .where(
-                Order.state.in_(ACTIVE_STATES),
-                Order.next_attempt_at <= now,
-                or_(Order.lease_expires_at.is_(None), Order.lease_expires_at < now),
+                waiting,
+                model.next_attempt_at <= now,
+                or_(model.lease_expires_at.is_(None), model.lease_expires_at < now),
             )
-            .order_by(Order.next_attempt_at, Order.id)
+            .order_by(model.next_attempt_at, model.id)
             .limit(limit)
             .with_for_update(skip_locked=True)
         )
     )
     if ids:
         session.execute(
-            update(Order)
-            .where(Order.id.in_(ids))
+            update(model)
+            .where(model.id.in_(ids))
             .values(lease_owner=owner, lease_expires_at=now + lease)
         )
     return ids
+
+
+def claim_due_orders(
+    session: Session, owner: str, limit: int, now: datetime, lease: timedelta
+) -> list[int]:
+    """Take up to `limit` orders that are due and not held by a live lease."""
+    return _claim(session, Order, Order.state.in_(ACTIVE_STATES), owner, limit, now, lease)
 
 
 def claim_due_notifications(
     session: Session, owner: str, limit: int, now: datetime, lease: timedelta
 ) -> list[int]:
     """Take up to `limit` e-mails that are due and not held by a live lease."""
-    ids = list(
-        session.scalars(
-            select(Notification.id)
-            .where(
-                Notification.state == NotificationState.PENDING,
-                Notification.next_attempt_at <= now,
-                or_(Notification.lease_expires_at.is_(None), Notification.lease_expires_at < now),
-            )
-            .order_by(Notification.next_attempt_at, Notification.id)
-            .limit(limit)
-            .with_for_update(skip_locked=True)
-        )
-    )
-    if ids:
-        session.execute(
-            update(Notification)
-            .where(Notification.id.in_(ids))
-            .values(lease_owner=owner, lease_expires_at=now + lease)
-        )
-    return ids
+    pending = Notification.state == NotificationState.PENDING
+    return _claim(session, Notification, pending, owner, limit, now, lease)
 
 
 def extend_leases(
@@ -212,21 +210,22 @@ def release_all(session: Session, owner: str) -> None:
     )
 
 
+def _owned(session: Session, model: _Leased, row_id: int, owner: str) -> Any:
+    row: Any = session.scalar(select(model).where(model.id == row_id).with_for_update())
+    if row is None or row.lease_owner != owner:
+        raise LeaseLost(f"{model.__tablename__} {row_id}")
+    return row
+
+
 def owned_order(session: Session, order_id: int, owner: str) -> Order:
     """The order, locked for this transaction, provided this worker still holds its lease."""
-    order = session.scalar(select(Order).where(Order.id == order_id).with_for_update())
-    if order is None or order.lease_owner != owner:
-        raise LeaseLost(f"order {order_id}")
+    order: Order = _owned(session, Order, order_id, owner)
     return order
 
 
 def owned_notification(session: Session, notification_id: int, owner: str) -> Notification:
     """The notification, locked, provided this worker still holds its lease."""
-    row = session.scalar(
-        select(Notification).where(Notification.id == notification_id).with_for_update()
-    )
-    if row is None or row.lease_owner != owner:
-        raise LeaseLost(f"notification {notification_id}")
+    row: Notification = _owned(session, Notification, notification_id, owner)
     return row
 
 
