@@ -192,3 +192,69 @@ def test_demo_runs_and_reports_every_order(tmp_path: Path) -> None:
     assert "create_ticket    attempt 1: retry" in out
     assert "[attached: UIA202611-004217.pdf]" in out
     assert "Traceback" not in out + result.stderr
+
+
+def test_risky_settings_are_allowed_but_warned_about_at_start(
+    serve_env: dict[str, str], tmp_path: Path
+) -> None:
+    env = {**serve_env, "PC_VERIFY_SSL": "false", "ALLOW_UNAUTHENTICATED_CALLBACKS": "true"}
+    del env["UTOPIA_CALLBACK_TOKEN"]
+    server = Serve(env, tmp_path)
+    assert (
+        httpx.post(f"{server.url}/api-callback", json=new_order("UIA1"), timeout=5).status_code
+        == 200
+    )
+    assert server.terminate() == 0
+    output = (tmp_path / f"serve-{server.port}.out").read_text()
+    assert "WITHOUT authentication" in output
+    assert "NOT verified (PC_VERIFY_SSL=false)" in output
+
+
+def test_sqlite_runs_in_wal_mode_with_full_sync(runtime: object) -> None:
+    from sqlalchemy import text
+
+    from utopia_handler.app import Runtime
+
+    assert isinstance(runtime, Runtime)
+    with runtime.store.engine.connect() as connection:
+        assert connection.execute(text("PRAGMA journal_mode")).scalar() == "wal"
+        assert connection.execute(text("PRAGMA synchronous")).scalar() == 2  # FULL
+
+
+def test_emulate_command_serves_the_stand_ins(tmp_path: Path) -> None:
+    ports = [free_port() for _ in range(3)]
+    env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG")}
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "utopia_handler",
+            "emulate",
+            "--powercode-port",
+            str(ports[0]),
+            "--utopia-port",
+            str(ports[1]),
+            "--smtp-port",
+            str(ports[2]),
+        ],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        lines = [process.stdout.readline() for _ in range(3)]
+        assert f"PC_URL=http://127.0.0.1:{ports[0]}" in "".join(lines)
+        answer = httpx.post(
+            f"http://127.0.0.1:{ports[1]}/spquery/contractlookup",
+            json={"apikey": "utopia-demo-key", "orderref": "UIA202611-004217"},
+            timeout=5,
+        )
+        assert answer.json()["address"]["siteid"] == "204817"
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(10) == 0
+        if process.stdout is not None:
+            process.stdout.close()
