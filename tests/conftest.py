@@ -11,6 +11,9 @@ from typing import Any
 import httpx
 import pytest
 
+# Autouse for the whole session: at the end, logs and stored rows are searched for secrets and
+# the fixture customers' personal data (tests/reliability/privacy_watch.py).
+from tests.reliability.privacy_watch import watch_each_test, watch_session_privacy  # noqa: F401
 from utopia_handler.app import Runtime, build_runtime
 from utopia_handler.emulators import Emulators, start_emulators
 from utopia_handler.server import ServiceHandle
@@ -30,8 +33,8 @@ class ManualClock:
     """A clock the test moves by hand, for retries and deadlines without sleeping."""
 
     def __init__(self) -> None:
-        # A little ahead of the wall clock, so work stored "now" by the test is already due.
-        self.now = utcnow() + timedelta(seconds=1)
+        # Ahead of the wall clock, so work stored "now" by the test is due even on a slow machine.
+        self.now = utcnow() + timedelta(minutes=10)
 
     def __call__(self) -> datetime:
         return self.now

@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -73,8 +74,16 @@ class Serve:
 
     def terminate(self) -> int:
         self.process.send_signal(signal.SIGTERM)
-        code = self.process.wait(30)
+        try:
+            code = self.process.wait(30)
+        except subprocess.TimeoutExpired:
+            self.process.send_signal(signal.SIGUSR1)  # the service dumps its threads' stacks
+            time.sleep(1)
+            self.process.kill()
+            code = self.process.wait()
         self.log.close()
+        if code != 0:  # show why, so a failure explains itself
+            print(Path(self.log.name).read_text(errors="replace")[-4000:])
         return code
 
 

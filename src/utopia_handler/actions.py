@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from utopia_handler import audit
+from utopia_handler.addresses import state_code
+from utopia_handler.clients.utopia import Contract
+from utopia_handler.provisioning import PlannedService
+from utopia_handler.settings import ProvisioningSettings
 from utopia_handler.store import queries
-from utopia_handler.store.models import Order, OrderState, Step
+from utopia_handler.store.models import Notification, Order, OrderState, Step
 
 
 class ActionRefused(Exception):
@@ -15,7 +24,12 @@ class ActionRefused(Exception):
 
 
 def retry_order(
-    session: Session, order_ref: str, now: datetime, from_step: Step | None = None
+    session: Session,
+    order_ref: str,
+    now: datetime,
+    from_step: Step | None = None,
+    *,
+    actor: str | None = None,
 ) -> Order:
     """Queue the order again, at its current step or at `from_step`, as a new run."""
     order = queries.find_order(session, order_ref)
@@ -26,6 +40,22 @@ def retry_order(
         raise ActionRefused(f"order {order_ref} has finished; name a step to run again")
     if order.lease_owner is not None and order.lease_expires_at and order.lease_expires_at > now:
         raise ActionRefused(f"order {order_ref} is being worked on right now; try again shortly")
+    if step == Step.CREATE_CUSTOMER and order.customer_created:
+        # A new run would not look for the customer first: a second account. find_customer
+        # recognises the customer this order created and goes on from there.
+        raise ActionRefused(
+            f"customer #{order.customer_id} was already created by order {order_ref}; "
+            "retry from find_customer (it recognises that customer) or a later step"
+        )
+    if actor is not None:
+        audit.record(
+            session,
+            actor,
+            "retry" if from_step is None else "retry_from_step",
+            now,
+            order_ref=order_ref,
+            detail=f"queued at {step.value} (was {order.state.value} at {order.step.value})",
+        )
     # A new run: uncertainty about earlier attempts is now the person's call, not the worker's.
     order.run += 1
     order.state = OrderState.IN_PROGRESS
@@ -35,4 +65,306 @@ def retry_order(
     order.reason = None
     order.next_attempt_at = now
     order.updated_at = now
+    return order
+
+
+# Closing an order by hand -------------------------------------------------------------------------
+
+# Orders a person may close: not finished yet, or waiting for them.
+OPEN_STATES = (OrderState.RECEIVED, OrderState.IN_PROGRESS, OrderState.WAITING)
+RESOLVED_PREFIX = "resolved by hand by "
+NOTE_LIMIT = 2000
+
+
+def _is_leased(order: Order, now: datetime) -> bool:
+    return bool(order.lease_owner and order.lease_expires_at and order.lease_expires_at > now)
+
+
+def _open_order(session: Session, order_ref: str, now: datetime, verb: str) -> Order:
+    order = queries.find_order(session, order_ref)
+    if order is None:
+        raise ActionRefused(f"no order {order_ref}")
+    if _is_leased(order, now):
+        raise ActionRefused(f"order {order_ref} is being worked on right now; try again shortly")
+    if order.state not in OPEN_STATES:
+        raise ActionRefused(
+            f"order {order_ref} is {order.state.value} already; only an order in progress or "
+            f"waiting for a person can be {verb}"
+        )
+    return order
+
+
+def _note(note: str) -> str:
+    text = note.strip()
+    if not text:
+        raise ActionRefused("write a note saying what was done or why")
+    if len(text) > NOTE_LIMIT:
+        raise ActionRefused(f"the note is longer than {NOTE_LIMIT} characters")
+    return text
+
+
+def resolve_order(
+    session: Session, order_ref: str, note: str, now: datetime, *, actor: str
+) -> Order:
+    """Close an order a person completed by hand (in PowerCode): done, with their note."""
+    order = _open_order(session, order_ref, now, "marked resolved")
+    text = _note(note)
+    order.state = OrderState.DONE
+    order.step = Step.FINISHED
+    order.reason = f"{RESOLVED_PREFIX}{actor}: {text}"
+    order.retrying_since = None
+    order.updated_at = now
+    audit.record(session, actor, "resolve", now, order_ref=order_ref, detail=text)
+    return order
+
+
+def ignore_order(
+    session: Session, order_ref: str, note: str, now: datetime, *, actor: str
+) -> Order:
+    """Stop work on an order nothing is to be done for; a later retry goes on where it stopped."""
+    order = _open_order(session, order_ref, now, "ignored")
+    text = _note(note)
+    order.state = OrderState.IGNORED
+    order.reason = f"ignored by {actor}: {text}"
+    order.retrying_since = None
+    order.updated_at = now
+    audit.record(session, actor, "ignore", now, order_ref=order_ref, detail=text)
+    return order
+
+
+def is_resolved_by_hand(order: Order) -> bool:
+    """Whether a person closed this order with `resolve_order`."""
+    return order.state == OrderState.DONE and (order.reason or "").startswith(RESOLVED_PREFIX)
+
+
+def resend_notification(session: Session, order_ref: str, now: datetime, *, actor: str) -> str:
+    """Queue the order's latest staff e-mail again (a new outbox row); returns its kind."""
+    order = queries.find_order(session, order_ref)
+    if order is None:
+        raise ActionRefused(f"no order {order_ref}")
+    latest = session.scalar(
+        select(Notification)
+        .where(Notification.order_id == order.id)
+        .order_by(Notification.id.desc())
+        .limit(1)
+    )
+    if latest is None:
+        raise ActionRefused(f"no e-mail has been queued for order {order_ref} yet")
+    queries.enqueue_notification(session, order, latest.kind, dict(latest.context), now)
+    audit.record(
+        session,
+        actor,
+        "resend_email",
+        now,
+        order_ref=order_ref,
+        detail=f"{latest.kind.value} e-mail",
+    )
+    return latest.kind.value
+
+
+# Provisioning by hand -----------------------------------------------------------------------------
+
+ORDER_REF_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+_ZIP_RE = re.compile(r"[0-9]{5}(?:-[0-9]{4})?")
+_EMAIL_RE = re.compile(r"[^@\s<>]+@[^@\s<>.][^@\s<>]*\.[^@\s<>]+")
+_SITE_RE = re.compile(r"[A-Za-z0-9-]{1,32}")
+FIELD_LABELS = {
+    "first_name": "First name",
+    "last_name": "Last name",
+    "email": "E-mail",
+    "phone": "Phone",
+    "street": "Street",
+    "unit": "Unit or apartment",
+    "city": "City",
+    "state": "State",
+    "zip": "ZIP code",
+    "site_id": "Site id",
+}
+_REQUIRED_FIELDS = ("first_name", "last_name", "street", "city", "state", "zip", "site_id")
+
+
+@dataclass(frozen=True)
+class ContractCorrections:
+    """The contract fields a person may correct before provisioning by hand."""
+
+    first_name: str
+    last_name: str
+    email: str
+    phone: str
+    street: str
+    unit: str
+    city: str
+    state: str
+    zip: str
+    site_id: str
+
+
+def check_order_ref(order_ref: str) -> str:
+    """The order ref, trimmed, or ActionRefused when it cannot be a UTOPIA order ref."""
+    ref = order_ref.strip()
+    if not ORDER_REF_RE.fullmatch(ref):
+        raise ActionRefused(
+            "an order ref is letters, digits, '.', '_' or '-', like UIA202611-004217"
+        )
+    return ref
+
+
+def contract_fields(contract: Contract) -> dict[str, str]:
+    """The correctable fields of a contract, as a form shows them."""
+    return {
+        "first_name": contract.customer.first_name,
+        "last_name": contract.customer.last_name,
+        "email": contract.customer.email,
+        "phone": contract.customer.phone,
+        "street": contract.service_address.street,
+        "unit": contract.service_address.unit,
+        "city": contract.service_address.city,
+        "state": contract.service_address.state,
+        "zip": contract.service_address.zip,
+        "site_id": contract.site_id,
+    }
+
+
+def check_corrections(fields: Mapping[str, str]) -> tuple[ContractCorrections, dict[str, str]]:
+    """The fields, cleaned, and one problem per field that is missing or wrong (none: all good)."""
+    clean = {name: " ".join(str(fields.get(name, "")).split()) for name in FIELD_LABELS}
+    problems: dict[str, str] = {}
+    for name in _REQUIRED_FIELDS:
+        if not clean[name]:
+            problems[name] = f"{FIELD_LABELS[name]} is required"
+    for name, value in clean.items():
+        if len(value) > 100 and name not in problems:
+            problems[name] = f"{FIELD_LABELS[name]} is longer than 100 characters"
+    if clean["state"] and "state" not in problems:
+        code = state_code(clean["state"])
+        if code is None:
+            problems["state"] = "State must be a US state, e.g. UT or Utah"
+        else:
+            clean["state"] = code
+    if clean["zip"] and "zip" not in problems and not _ZIP_RE.fullmatch(clean["zip"]):
+        problems["zip"] = "ZIP code must be 5 digits (or ZIP+4, 84057-1234)"
+    if clean["email"] and "email" not in problems and not _EMAIL_RE.fullmatch(clean["email"]):
+        problems["email"] = "E-mail is not an address like name@example.org"
+    if clean["phone"]:
+        digits = re.sub(r"\D", "", clean["phone"])
+        if len(digits) == 11 and digits.startswith("1"):
+            digits = digits[1:]
+        if len(digits) != 10:
+            problems.setdefault("phone", "Phone must have 10 digits, e.g. 801 555 0142")
+        clean["phone"] = digits
+    if clean["site_id"] and "site_id" not in problems and not _SITE_RE.fullmatch(clean["site_id"]):
+        problems["site_id"] = "Site id is letters, digits and '-' (up to 32)"
+    return ContractCorrections(**clean), problems
+
+
+def corrected_contract(base: Contract, fields: ContractCorrections) -> Contract:
+    """The contract with a person's corrections applied."""
+    return replace(
+        base,
+        site_id=fields.site_id,
+        customer=replace(
+            base.customer,
+            first_name=fields.first_name,
+            last_name=fields.last_name,
+            email=fields.email,
+            phone=fields.phone,
+        ),
+        service_address=replace(
+            base.service_address,
+            street=fields.street,
+            unit=fields.unit,
+            city=fields.city,
+            state=fields.state,
+            zip=fields.zip,
+        ),
+    )
+
+
+def _plan_key(text: str) -> str:
+    return "".join(text.split()).casefold()
+
+
+def chosen_services(
+    plan_texts: Sequence[str], settings: ProvisioningSettings
+) -> list[PlannedService]:
+    """The services for the plans a person chose (by mapped plan text), then the always-added."""
+    mapping = {_plan_key(p.utopia_text): p for p in settings.plans}
+    planned: list[PlannedService] = []
+    for text in plan_texts:
+        plan = mapping.get(_plan_key(text))
+        if plan is None:
+            raise ActionRefused(f"the plan {text!r} is not in the plan mapping")
+        if all(p.service_id != plan.service_id for p in planned):
+            planned.append(PlannedService(plan.service_id, plan.utopia_text))
+    for service_id in settings.always_services:
+        if all(p.service_id != service_id for p in planned):
+            planned.append(PlannedService(service_id, "always added"))
+    return planned
+
+
+def provision_by_hand(
+    session: Session,
+    order_ref: str,
+    contract: Contract,
+    plans: Sequence[PlannedService] | None,
+    now: datetime,
+    *,
+    actor: str,
+    changed: Sequence[str] = (),
+) -> Order:
+    """Store a person's reviewed contract (and plans) on the order and queue it as a new run.
+
+    The order is created when its callback never came. It starts at find_customer with the chosen
+    plans, or at choose_plans to take them from the mapping, so the same steps (and the same
+    duplicate checks) run as for any order.
+    """
+    ref = check_order_ref(order_ref)
+    step = Step.FIND_CUSTOMER if plans else Step.CHOOSE_PLANS
+    order = queries.find_order(session, ref)
+    if order is None:
+        order = Order(
+            order_ref=ref,
+            state=OrderState.RECEIVED,
+            created_at=now,
+            run=1,
+            step_attempts=0,
+            customer_created=False,
+        )
+        session.add(order)
+        created = True
+    else:
+        created = False
+        if _is_leased(order, now):
+            raise ActionRefused(f"order {ref} is being worked on right now; try again shortly")
+        if order.state == OrderState.DONE:
+            raise ActionRefused(f"order {ref} is done already; nothing is left to provision")
+        if order.customer_created:
+            # Corrections would not reach the customer that exists; retrying goes on safely.
+            raise ActionRefused(
+                f"order {ref} already created PowerCode customer #{order.customer_id}: "
+                "correct it in PowerCode and retry the order instead"
+            )
+        order.run += 1
+        order.state = OrderState.IN_PROGRESS
+    name = f"{contract.customer.first_name} {contract.customer.last_name}".strip()
+    order.contract = replace(contract, order_ref=ref).to_json()
+    order.site_id = contract.site_id or None
+    order.customer_name = name or None
+    order.plans = [{"service_id": p.service_id, "label": p.label} for p in plans] if plans else None
+    order.customer_id = None
+    order.services_added = None
+    order.ticket_id = None
+    order.tags_added = None
+    order.step = step
+    order.step_attempts = 0
+    order.retrying_since = None
+    order.reason = None
+    order.next_attempt_at = now
+    order.updated_at = now
+    session.flush()
+    services = ", ".join(str(p.service_id) for p in plans) if plans else "from the plan mapping"
+    detail = f"{'new order' if created else 'order updated'}; queued at {step.value}; services {services}"
+    if changed:
+        detail += f"; corrected: {', '.join(changed)}"
+    audit.record(session, actor, "provision_by_hand", now, order_ref=ref, detail=detail)
     return order

@@ -15,6 +15,7 @@ from werkzeug.exceptions import HTTPException
 
 from utopia_handler.clients.powercode import PowerCodeClient
 from utopia_handler.clients.utopia import UtopiaClient
+from utopia_handler.config_store import StoredSettings
 from utopia_handler.logs import log_event
 from utopia_handler.notify.messages import EmailRenderer
 from utopia_handler.notify.smtp import SmtpSender
@@ -75,8 +76,12 @@ def build_runtime(settings: Settings) -> Runtime:
         timeout=mail.timeout,
     )
     ticket_settings = settings.provisioning.ticket
+    # Plan mapping, always-added services and ticket template saved in the console, read per order.
+    stored = StoredSettings(store, settings.provisioning)
     tickets = TicketRenderer(
-        Path(ticket_settings.template_dir) / ticket_settings.template_file, ticket_settings.summary
+        Path(ticket_settings.template_dir) / ticket_settings.template_file,
+        ticket_settings.summary,
+        stored_source=stored.ticket_template,
     )
     provisioner = Provisioner(
         utopia=utopia,
@@ -84,6 +89,7 @@ def build_runtime(settings: Settings) -> Runtime:
         settings=settings.provisioning,
         powercode_settings=settings.powercode,
         tickets=tickets,
+        current_settings=stored.provisioning,
     )
     return Runtime(
         settings=settings,
@@ -118,7 +124,7 @@ def warn_about_risky_settings(settings: Settings) -> None:
 
 def create_app(runtime: Runtime) -> Flask:
     """The WSGI app: callback endpoint and health checks."""
-    from utopia_handler.web import callbacks, health
+    from utopia_handler.web import callbacks, health, openapi
 
     app = Flask(__name__)
     app.config.update(
@@ -131,6 +137,13 @@ def create_app(runtime: Runtime) -> Flask:
     app.extensions["runtime"] = runtime
     app.register_blueprint(callbacks.bp)
     app.register_blueprint(health.bp)
+    app.register_blueprint(openapi.bp)
+    # The operator console, /metrics and /readyz; after the callback endpoint, which it exempts
+    # from CSRF (the callback authenticates by token).
+    from utopia_handler.web import console, metrics
+
+    app.register_blueprint(metrics.bp)
+    console.init_app(app, runtime)
 
     @app.errorhandler(HTTPException)
     def http_error(error: HTTPException) -> tuple[Response, int]:

@@ -4,19 +4,29 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from utopia_handler.settings import Settings, SettingsError, describe_settings, load_settings
 from utopia_handler.store.models import OrderState, Step
 
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+    from utopia_handler.store.db import Store
+
 
 def _settings(ctx: click.Context, *, require_runtime: bool = True) -> Settings:
     """Load settings or stop with the one-line reason (exit code 2)."""
     config: Path | None = ctx.obj.get("config")
+    env_file: Path | None = ctx.obj.get("env_file")
     try:
-        return load_settings(os.environ, config_path=config, require_runtime=require_runtime)
+        return load_settings(
+            os.environ, config_path=config, dotenv_path=env_file, require_runtime=require_runtime
+        )
     except SettingsError as problem:
         click.echo(f"configuration error: {problem}", err=True)
         sys.exit(2)
@@ -28,11 +38,17 @@ def _settings(ctx: click.Context, *, require_runtime: bool = True) -> Settings:
     type=click.Path(path_type=Path),
     help="TOML file with plan mappings and other tables (or UTOPIA_HANDLER_CONFIG).",
 )
+@click.option(
+    "--env-file",
+    type=click.Path(path_type=Path, exists=True, dir_okay=False),
+    help="Read settings from this file instead of ./.env (e.g. /etc/utopia-handler/env).",
+)
 @click.pass_context
-def cli(ctx: click.Context, config: Path | None) -> None:
+def cli(ctx: click.Context, config: Path | None, env_file: Path | None) -> None:
     """UTOPIA Fiber callbacks in, PowerCode customers, plans, tickets and staff e-mails out."""
     ctx.ensure_object(dict)
     ctx.obj["config"] = config
+    ctx.obj["env_file"] = env_file
 
 
 @cli.command()
@@ -52,6 +68,15 @@ def worker(ctx: click.Context) -> None:
     from utopia_handler.server import run_forever
 
     run_forever(_settings(ctx), web=False, worker=True)
+
+
+@cli.command()
+@click.pass_context
+def web(ctx: click.Context) -> None:
+    """Run only the HTTP side under gunicorn (WEB_WORKERS processes of WEB_THREADS threads)."""
+    from utopia_handler.gunicorn_conf import run_web
+
+    run_web(_settings(ctx))
 
 
 @cli.command("check-config")
@@ -80,6 +105,101 @@ def db_upgrade(ctx: click.Context) -> None:
     store.migrate()
     store.close()
     click.echo("database is up to date")
+
+
+@db.command("backup")
+@click.argument("path", type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--overwrite", is_flag=True, help="Replace PATH if it exists.")
+@click.pass_context
+def db_backup(ctx: click.Context, path: Path, overwrite: bool) -> None:
+    """Copy the SQLite database to PATH, safely while the service runs."""
+    from utopia_handler.store.backup import Refused, backup_sqlite
+
+    url = _settings(ctx.find_root(), require_runtime=False).database_url
+    try:
+        report = backup_sqlite(url, path, overwrite=overwrite)
+    except Refused as refusal:
+        click.echo(f"refused: {refusal}", err=True)
+        sys.exit(1)
+    click.echo(
+        f"backed up {report.orders} orders to {report.path} "
+        f"({report.size_bytes} bytes, integrity ok)"
+    )
+
+
+@db.command("restore")
+@click.argument("path", type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.pass_context
+def db_restore(ctx: click.Context, path: Path, yes: bool) -> None:
+    """Replace the SQLite database with a backup (stop the services first)."""
+    from utopia_handler.store.backup import Refused, restore_sqlite
+    from utopia_handler.timeutil import utcnow
+
+    url = _settings(ctx.find_root(), require_runtime=False).database_url
+    if not yes:
+        click.confirm(f"Replace the database with {path}? (the current one is kept)", abort=True)
+    try:
+        report = restore_sqlite(url, path, utcnow())
+    except Refused as refusal:
+        click.echo(f"refused: {refusal}", err=True)
+        sys.exit(1)
+    if report.saved_aside is not None:
+        click.echo(f"the database as it was is saved as {report.saved_aside}")
+    click.echo(f"restored {report.orders} orders (schema {report.revision}) from {path}")
+    click.echo("start the services again; they bring the schema up to date")
+
+
+@db.command("copy")
+@click.option("--to", "target", required=True, help="URL of a new, empty database.")
+@click.option("--from", "source", help="URL to copy from (default: DATABASE_URL).")
+@click.pass_context
+def db_copy(ctx: click.Context, target: str, source: str | None) -> None:
+    """Copy every table into a new, empty database, e.g. from SQLite to PostgreSQL."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+
+    from utopia_handler.store.backup import Refused, copy_database
+
+    source = source or _settings(ctx.find_root(), require_runtime=False).database_url
+    try:
+        shown = make_url(target).render_as_string(hide_password=True)
+        report = copy_database(source, target)
+    except ArgumentError:
+        click.echo("refused: --to is not a database URL (postgresql://user@host/dbname)", err=True)
+        sys.exit(1)
+    except Refused as refusal:
+        click.echo(f"refused: {refusal}", err=True)
+        sys.exit(1)
+    except SQLAlchemyError as error:
+        reason = str(getattr(error, "orig", None) or type(error).__name__).splitlines()[0]
+        click.echo(f"failed, nothing copied: {reason}", err=True)
+        sys.exit(1)
+    for table, count in report.rows.items():
+        click.echo(f"  {table}: {count} rows")
+    click.echo(f"copied to {shown}; set DATABASE_URL to it, then start the services")
+
+
+@db.command("purge")
+@click.option("--days", type=click.IntRange(min=0), help="Use this instead of RETENTION_DAYS.")
+@click.pass_context
+def db_purge(ctx: click.Context, days: int | None) -> None:
+    """Remove raw payloads (personal data) of orders finished more than RETENTION_DAYS ago."""
+    from utopia_handler.store.db import Store
+    from utopia_handler.store.retention import purge_expired
+    from utopia_handler.timeutil import utcnow
+
+    settings = _settings(ctx.find_root(), require_runtime=False)
+    keep = settings.retention_days if days is None else days
+    store = Store(settings.database_url)
+    try:
+        report = purge_expired(store, utcnow(), keep)
+    finally:
+        store.close()
+    click.echo(
+        f"purged {report.orders} orders finished more than {keep} days ago "
+        f"({report.callbacks} callback bodies, {report.notifications} e-mail records)"
+    )
 
 
 @cli.group()
@@ -135,7 +255,11 @@ def orders_retry(ctx: click.Context, order_ref: str, from_step: str | None) -> N
     try:
         with store.write() as session:
             order = retry_order(
-                session, order_ref, utcnow(), Step(from_step) if from_step else None
+                session,
+                order_ref,
+                utcnow(),
+                Step(from_step) if from_step else None,
+                actor=CLI_ACTOR,
             )
             click.echo(f"{order.order_ref} queued again at step {order.step.value}")
     except ActionRefused as refusal:
@@ -143,6 +267,157 @@ def orders_retry(ctx: click.Context, order_ref: str, from_step: str | None) -> N
         sys.exit(1)
     finally:
         store.close()
+
+
+# Console users -----------------------------------------------------------------------------------
+
+# How the audit log names actions taken with this command.
+CLI_ACTOR = "command line"
+ROLE_CHOICE = click.Choice(["viewer", "operator", "admin"])
+
+
+def _read_password() -> str:
+    """A new password from a hidden prompt (twice), or one line of standard input when piped.
+
+    Never an argument: arguments end up in shell history and in `ps` for every user to read.
+    """
+    if sys.stdin.isatty():
+        password: str = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+        return password
+    return sys.stdin.readline().rstrip("\r\n")
+
+
+def _users_store(ctx: click.Context) -> Store:
+    from utopia_handler.store.db import Store
+
+    store = Store(_settings(ctx.find_root(), require_runtime=False).database_url)
+    store.migrate()  # the first user is often added before the service first starts
+    return store
+
+
+def _change_user(ctx: click.Context, change: Callable[[Session], str]) -> None:
+    from utopia_handler.accounts import AccountError
+
+    store = _users_store(ctx)
+    try:
+        with store.write() as session:
+            click.echo(change(session))
+    except AccountError as problem:
+        click.echo(f"refused: {problem}", err=True)
+        sys.exit(1)
+    finally:
+        store.close()
+
+
+@cli.group()
+def users() -> None:
+    """Console users: add, list, disable, enable, change role or password."""
+
+
+@users.command("add")
+@click.argument("name")
+@click.option("--role", type=ROLE_CHOICE, required=True, help="viewer, operator or admin.")
+@click.pass_context
+def users_add(ctx: click.Context, name: str, role: str) -> None:
+    """Add a console user; the password is read from a hidden prompt or standard input."""
+    from utopia_handler.accounts import add_user
+    from utopia_handler.store.console_models import Role
+    from utopia_handler.timeutil import utcnow
+
+    password = _read_password()
+
+    def change(session: Session) -> str:
+        user = add_user(session, name, password, Role(role), utcnow(), actor=CLI_ACTOR)
+        return f"user {user.name} added as {user.role.value}"
+
+    _change_user(ctx, change)
+
+
+@users.command("list")
+@click.pass_context
+def users_list(ctx: click.Context) -> None:
+    """One line per user: name, role, active or disabled, last log-in."""
+    from utopia_handler.accounts import list_users
+
+    store = _users_store(ctx)
+    try:
+        with store.read() as session:
+            for user in list_users(session):
+                status = "disabled" if user.disabled else "active"
+                last = f"{user.last_login_at:%Y-%m-%d %H:%M} UTC" if user.last_login_at else "never"
+                click.echo(f"{user.name:<24} {user.role.value:<9} {status:<9} last log-in {last}")
+    finally:
+        store.close()
+
+
+@users.command("disable")
+@click.argument("name")
+@click.pass_context
+def users_disable(ctx: click.Context, name: str) -> None:
+    """Disable a user and end their sessions at once."""
+    from utopia_handler.accounts import set_disabled
+    from utopia_handler.timeutil import utcnow
+
+    _change_user(
+        ctx,
+        lambda session: (
+            f"user {set_disabled(session, name, True, utcnow(), actor=CLI_ACTOR).name} "
+            "disabled; their sessions have ended"
+        ),
+    )
+
+
+@users.command("enable")
+@click.argument("name")
+@click.pass_context
+def users_enable(ctx: click.Context, name: str) -> None:
+    """Let a disabled user log in again."""
+    from utopia_handler.accounts import set_disabled
+    from utopia_handler.timeutil import utcnow
+
+    _change_user(
+        ctx,
+        lambda session: (
+            f"user {set_disabled(session, name, False, utcnow(), actor=CLI_ACTOR).name} enabled"
+        ),
+    )
+
+
+@users.command("set-role")
+@click.argument("name")
+@click.argument("role", type=ROLE_CHOICE)
+@click.pass_context
+def users_set_role(ctx: click.Context, name: str, role: str) -> None:
+    """Change a user's role; their sessions end, the new role applies from the next log-in."""
+    from utopia_handler.accounts import set_role
+    from utopia_handler.store.console_models import Role
+    from utopia_handler.timeutil import utcnow
+
+    _change_user(
+        ctx,
+        lambda session: (
+            f"user {set_role(session, name, Role(role), utcnow(), actor=CLI_ACTOR).name} is now "
+            f"{role}; their sessions have ended"
+        ),
+    )
+
+
+@users.command("set-password")
+@click.argument("name")
+@click.pass_context
+def users_set_password(ctx: click.Context, name: str) -> None:
+    """Give a user a new password (hidden prompt or standard input); their sessions end."""
+    from utopia_handler.accounts import set_password
+    from utopia_handler.timeutil import utcnow
+
+    password = _read_password()
+    _change_user(
+        ctx,
+        lambda session: (
+            f"password of {set_password(session, name, password, utcnow(), actor=CLI_ACTOR).name}"
+            " changed; their sessions have ended"
+        ),
+    )
 
 
 @cli.command()
@@ -177,6 +452,40 @@ def demo(once: bool, port: int) -> None:
     from utopia_handler.demo import run_demo
 
     sys.exit(run_demo(stay_up=not once, port=port))
+
+
+@cli.command()
+@click.option("--orders", default=500, show_default=True, help="How many orders to send.")
+@click.option("--kills", default=20, show_default=True, help="How many times to SIGKILL serve.")
+@click.option("--seed", default=1, show_default=True, help="Random seed (same seed, same plan).")
+@click.option("--duration", default=900.0, show_default=True, help="Time cap in seconds.")
+@click.option("--database-url", help="An empty database to use instead of a temporary SQLite.")
+@click.option(
+    "--keep",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Keep the run's folder (logs, SQLite file) here.",
+)
+def chaos(
+    orders: int, kills: int, seed: int, duration: float, database_url: str | None, keep: Path | None
+) -> None:
+    """Send orders while injecting faults and SIGKILLing the service; count what was lost or doubled.
+
+    Exits 1 unless no order was lost and no customer or service was created twice.
+    """
+    from utopia_handler.chaos import ChaosOptions, run_chaos
+
+    options = ChaosOptions(
+        orders=orders,
+        kills=kills,
+        seed=seed,
+        duration=duration,
+        database_url=database_url,
+        workdir=keep,
+    )
+    report = run_chaos(options, echo=click.echo)
+    for line in report.lines():
+        click.echo(line)
+    sys.exit(0 if report.ok else 1)
 
 
 def main() -> None:

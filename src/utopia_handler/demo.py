@@ -11,7 +11,6 @@ import contextlib
 import secrets
 import socket
 import tempfile
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -20,14 +19,17 @@ import click
 import httpx
 from sqlalchemy import func, select
 
-from utopia_handler.app import build_runtime
+from utopia_handler import accounts
+from utopia_handler.app import Runtime, build_runtime
 from utopia_handler.emulators import Emulators, start_emulators
 from utopia_handler.logs import setup_logging
 from utopia_handler.report import order_story, test_emails
 from utopia_handler.server import ServiceHandle
 from utopia_handler.settings import load_settings
 from utopia_handler.store import queries
+from utopia_handler.store.console_models import Role
 from utopia_handler.store.models import ACTIVE_STATES, Notification, NotificationState, Order
+from utopia_handler.timeutil import utcnow
 
 PLAIN_ORDER = "UIA202611-004217"
 UNIT_ORDER = "UIA202611-004218"
@@ -60,6 +62,8 @@ def demo_environment(emulators: Emulators, data_dir: Path, port: int) -> dict[st
         "RETRY_BASE_SECONDS": "0.5",
         "RETRY_MAX_SECONDS": "2",
         "POLL_SECONDS": "0.2",
+        # The demo serves plain http on loopback; a browser would drop a Secure cookie there.
+        "SESSION_COOKIE_SECURE": "false",
     }
 
 
@@ -137,7 +141,11 @@ def run_demo(*, stay_up: bool, port: int = 5050, settle_timeout: float = 60.0) -
         click.echo(
             f"PowerCode stand-in: {emulators.powercode.base_url}   UTOPIA stand-in: {emulators.utopia.base_url}"
         )
-        click.echo(f"SMTP stand-in: {emulators.smtp.host}:{emulators.smtp.port}\n")
+        click.echo(f"SMTP stand-in: {emulators.smtp.host}:{emulators.smtp.port}")
+        demo_password = create_demo_admin(runtime)
+        click.echo(
+            f"console:   {handle.url}/  log in as {DEMO_ADMIN} with password {demo_password}\n"
+        )
         click.secho("Callbacks sent (answers as UTOPIA sees them):", bold=True)
         token = environment["UTOPIA_CALLBACK_TOKEN"]
         for line in send_demo_callbacks(handle.url, token):
@@ -147,6 +155,9 @@ def run_demo(*, stay_up: bool, port: int = 5050, settle_timeout: float = 60.0) -
         click.echo(" done.\n" if settled else " still busy after the time limit.\n")
         print_report(handle, emulators)
         click.secho("Where to look next:", bold=True)
+        click.echo(
+            f"  the console:     {handle.url}/  (user {DEMO_ADMIN}, password {demo_password})"
+        )
         click.echo(f"  log file:        {settings.log_file}")
         click.echo(
             f"  an order's story: DATABASE_URL={settings.database_url} ./run orders show {UNMAPPED_ORDER}"
@@ -159,7 +170,8 @@ def run_demo(*, stay_up: bool, port: int = 5050, settle_timeout: float = 60.0) -
             )
             click.echo("Ctrl-C to stop.")
             with contextlib.suppress(KeyboardInterrupt):
-                threading.Event().wait()
+                while True:  # timed sleeps, so Ctrl-C is handled promptly (see server.run_forever)
+                    time.sleep(0.5)
         return 0 if settled else 1
     finally:
         handle.stop()
@@ -194,3 +206,14 @@ def print_report(handle: ServiceHandle, emulators: Emulators) -> None:
         + ", ".join(f"{state.value} {count}" for state, count in sorted(waiting.items()))
     )
     click.echo("")
+
+
+DEMO_ADMIN = "demo-admin"
+
+
+def create_demo_admin(runtime: Runtime) -> str:
+    """Add the demo's admin user with a fresh random password, and return the password."""
+    password = secrets.token_urlsafe(12)
+    with runtime.store.write() as session:
+        accounts.add_user(session, DEMO_ADMIN, password, Role.ADMIN, utcnow(), actor="demo")
+    return password

@@ -10,6 +10,7 @@ where PowerCode offers no way to look (tickets), stop for a person rather than g
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -81,10 +82,17 @@ class Provisioner:
     settings: ProvisioningSettings
     powercode_settings: PowerCodeSettings
     tickets: TicketRenderer
+    # The plan mapping and always-added services in force now (the console may have changed
+    # them since start-up); None: `settings` as given.
+    current_settings: Callable[[], ProvisioningSettings] | None = None
 
     def run(self, step: Step, order: OrderView) -> StepResult:
         """Run one step of one order."""
         return _STEP_FUNCTIONS[step](self, order)
+
+    def settings_now(self) -> ProvisioningSettings:
+        """The provisioning settings in force for the order being worked on."""
+        return self.current_settings() if self.current_settings is not None else self.settings
 
     # 1 -----------------------------------------------------------------------------------------
     def lookup_contract(self, order: OrderView) -> StepResult:
@@ -110,7 +118,7 @@ class Provisioner:
     def choose_plans(self, order: OrderView) -> StepResult:
         contract = order.require_contract()
         check_contract_fields(contract)
-        plans = plan_services(contract, self.settings)
+        plans = plan_services(contract, self.settings_now())
         listed = ", ".join(f"{p.label} -> {p.service_id}" for p in plans)
         return StepResult(
             f"services chosen: {listed}",
@@ -208,6 +216,12 @@ class Provisioner:
     # 6 -----------------------------------------------------------------------------------------
     def create_ticket(self, order: OrderView) -> StepResult:
         customer_id = order.require_customer()
+        if order.ticket_id:
+            # A person re-ran earlier steps of an order whose ticket exists: never a second one.
+            return StepResult(
+                f"ticket {order.ticket_id} was opened by this order before",
+                changes={"ticket_id": order.ticket_id},
+            )
         if order.maybe_applied:
             raise Hold(
                 f"an earlier ticket request for customer #{customer_id} got no reply, so the ticket "

@@ -6,6 +6,7 @@ demo and the tests, so they exercise exactly what production runs.
 
 from __future__ import annotations
 
+import faulthandler
 import logging
 import signal
 import threading
@@ -38,8 +39,9 @@ class ServiceHandle:
                 port=settings.port if port is None else port,
                 threads=settings.threads,
                 ident="utopia-handler",
-                # Never trust X-Forwarded-* from a client; a proxy set-up is configured explicitly.
-                clear_untrusted_proxy_headers=True,
+                # Never trust X-Forwarded-* from a client; a proxy set-up is configured explicitly:
+                # with TRUSTED_PROXIES, web/security.py reads X-Forwarded-For, from those only.
+                clear_untrusted_proxy_headers=not settings.guard.trusted_proxies,
                 channel_timeout=30,
                 max_request_body_size=settings.max_body_bytes + 1024,
             )
@@ -85,6 +87,8 @@ def run_forever(settings: Settings, *, web: bool = True, worker: bool = True) ->
     warn_about_risky_settings(settings)
     handle = ServiceHandle(runtime, web=web, worker=worker).start()
     stop = threading.Event()
+    # `kill -USR1 <pid>` prints every thread's stack to stderr: how to see where a process hangs.
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
 
     def _on_signal(signum: int, _frame: FrameType | None) -> None:
         log_event(log, "shutdown.requested", signal=signal.Signals(signum).name)
@@ -92,7 +96,10 @@ def run_forever(settings: Settings, *, web: bool = True, worker: bool = True) ->
 
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGINT, _on_signal)
-    stop.wait()
+    # Wake now and then: a signal that the kernel hands to another thread only runs its Python
+    # handler when the main thread wakes, and an untimed wait might never wake.
+    while not stop.wait(0.5):
+        pass
     handle.stop()
     runtime.close()
     log_event(log, "shutdown.done")

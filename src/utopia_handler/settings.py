@@ -7,10 +7,14 @@ A wrong or missing value raises `SettingsError` with one line naming the setting
 
 from __future__ import annotations
 
+import base64
+import binascii
+import ipaddress
 import json
 import math
 import os
 import re
+import stat
 import tomllib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields, is_dataclass, replace
@@ -56,6 +60,23 @@ class Timeouts:
     read: float = 30.0
 
 
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+@dataclass(frozen=True)
+class CallbackGuard:
+    """The callback endpoint's defences beyond the token (see web/security.py)."""
+
+    # Standard Webhooks secrets (`whsec_<base64>`); several at once while one is being rotated.
+    signing_secrets: tuple[Secret, ...] = ()
+    allowed_networks: tuple[IPNetwork, ...] = ()  # empty: any source may call
+    trusted_proxies: tuple[IPNetwork, ...] = ()  # X-Forwarded-For is believed only from these
+    rate_per_second: float = 10.0  # per source address, per process
+    rate_burst: int = 50
+    # How long a callback waits for the database before answering 503 (the sender retries).
+    store_wait_seconds: float = 5.0
+
+
 @dataclass(frozen=True)
 class WebSettings:
     host: str = "127.0.0.1"
@@ -65,6 +86,8 @@ class WebSettings:
     allow_unauthenticated_callbacks: bool = False
     max_body_bytes: int = 64 * 1024
     threads: int = 8
+    workers: int = 2  # gunicorn processes of `utopia-handler web`
+    guard: CallbackGuard = field(default_factory=CallbackGuard)
 
 
 @dataclass(frozen=True)
@@ -76,6 +99,18 @@ class WorkerSettings:
     retry_max_seconds: float = 900.0
     retry_deadline_seconds: float = 24 * 3600.0
     run_in_serve: bool = True
+
+
+@dataclass(frozen=True)
+class ConsoleSettings:
+    """The operator console: session cookies, metrics access and the first admin of a move-over."""
+
+    # True behind TLS (the normal set-up); only a plain-http loopback demo turns it off.
+    session_cookie_secure: bool = True
+    metrics_token: Secret | None = None
+    admin_user: str | None = None
+    admin_pass_hash: Secret | None = None  # bcrypt, as the old handler stored it
+    admin_pass: Secret | None = None  # plain text; accepted, with a warning to replace it
 
 
 @dataclass(frozen=True)
@@ -182,12 +217,15 @@ class Settings:
     data_dir: Path
     log_file: Path
     log_level: str = "INFO"
+    # Days a finished order keeps its raw payloads (personal data); its outcome is kept for good.
+    retention_days: int = 365
     web: WebSettings = field(default_factory=WebSettings)
     worker: WorkerSettings = field(default_factory=WorkerSettings)
     utopia: UtopiaSettings = field(default_factory=UtopiaSettings)
     powercode: PowerCodeSettings = field(default_factory=PowerCodeSettings)
     mail: MailSettings = field(default_factory=MailSettings)
     provisioning: ProvisioningSettings = field(default_factory=ProvisioningSettings)
+    console: ConsoleSettings = field(default_factory=ConsoleSettings)
     # Where each value came from is reported by check-config; the files that were read, in order.
     sources: tuple[str, ...] = ()
 
@@ -215,6 +253,10 @@ _SECRET_VARIABLES = frozenset(
         "UTOPIA_CALLBACK_TOKEN",
         "MAIL_PASSWORD",
         "CUSTOMER_PORTAL_PASSWORD",
+        "CALLBACK_SIGNING_SECRETS",
+        "METRICS_TOKEN",
+        "ADMIN_PASS_HASH",
+        "ADMIN_PASS",
     }
 )
 # Every variable load_settings reads; a TOML top-level key outside this set is a typo.
@@ -229,6 +271,8 @@ _VARIABLES = _SECRET_VARIABLES | frozenset(
         "ALLOW_UNAUTHENTICATED_CALLBACKS",
         "MAX_CALLBACK_BYTES",
         "WEB_THREADS",
+        "WEB_WORKERS",
+        "RETENTION_DAYS",
         "WORKER_CONCURRENCY",
         "LEASE_SECONDS",
         "POLL_SECONDS",
@@ -261,6 +305,13 @@ _VARIABLES = _SECRET_VARIABLES | frozenset(
         "PC_CUST_TAGS",
         "TICKET_TEMPLATE_DIR",
         "TICKET_TEMPLATE_FILE",
+        "CALLBACK_ALLOWED_NETWORKS",
+        "TRUSTED_PROXIES",
+        "CALLBACK_RATE_LIMIT",
+        "CALLBACK_RATE_BURST",
+        "CALLBACK_STORE_WAIT_SECONDS",
+        "SESSION_COOKIE_SECURE",
+        "ADMIN_USER",
     }
 )
 _TABLE_KEYS: dict[str, frozenset[str]] = {
@@ -381,6 +432,9 @@ def _read_dotenv(path: Path, environ: Mapping[str, str]) -> dict[str, str]:
 def _read_toml(path: Path, label: str) -> dict[str, object]:
     try:
         with path.open("rb") as stream:
+            # A device or pipe (found by the fuzz tests: /dev/zero) would be read forever.
+            if not stat.S_ISREG(os.fstat(stream.fileno()).st_mode):
+                _fail(label, f"{path} is not a regular file", "point it at the TOML file")
             return dict(tomllib.load(stream))
     except FileNotFoundError:
         _fail(label, f"{path} does not exist", "create it or correct the path")
@@ -512,6 +566,7 @@ def _build(
         data_dir=data_dir,
         log_file=v.path("LOG_FILE") or data_dir / "api_class.log",
         log_level=v.choice("LOG_LEVEL", "INFO", _LOG_LEVELS),
+        retention_days=v.integer("RETENTION_DAYS", Settings.retention_days, low=1, high=36500),
         web=_build_web(v),
         worker=_build_worker(v),
         utopia=UtopiaSettings(
@@ -526,7 +581,51 @@ def _build(
         powercode=_build_powercode(v),
         mail=_build_mail(v),
         provisioning=_apply_legacy(v, tables, explicit_portal_password),
+        console=_build_console(v),
         sources=sources,
+    )
+
+
+_BCRYPT_RE = re.compile(r"\$2[aby]\$[0-9]{2}\$[./A-Za-z0-9]{53}")
+
+
+def _build_console(v: _Variables) -> ConsoleSettings:
+    metrics_token = v.secret("METRICS_TOKEN")
+    if metrics_token is not None and len(metrics_token.reveal()) < 16:
+        _fail(
+            "METRICS_TOKEN",
+            "is shorter than 16 characters",
+            f"use 16+ random characters, e.g. from {_RANDOM_HINT}",
+        )
+    admin_user = v.text("ADMIN_USER")
+    pass_hash = v.secret("ADMIN_PASS_HASH")
+    password = v.secret("ADMIN_PASS")
+    if pass_hash is not None and not _BCRYPT_RE.fullmatch(pass_hash.reveal()):
+        _fail(
+            "ADMIN_PASS_HASH",
+            "is not a bcrypt hash ($2b$...)",
+            "copy it unchanged from the old handler, or set ADMIN_PASS instead",
+        )
+    if admin_user is not None and pass_hash is None and password is None:
+        _fail(
+            "ADMIN_USER",
+            "is set without ADMIN_PASS_HASH or ADMIN_PASS",
+            "set one of them, or remove ADMIN_USER and use `utopia-handler users add`",
+        )
+    if admin_user is None and (pass_hash is not None or password is not None):
+        _fail(
+            "ADMIN_USER",
+            "is not set but ADMIN_PASS_HASH or ADMIN_PASS is",
+            "set ADMIN_USER to the first admin's login name",
+        )
+    if admin_user is not None and (len(admin_user) > 64 or any(c.isspace() for c in admin_user)):
+        _fail("ADMIN_USER", "is not a login name", "use up to 64 characters without spaces")
+    return ConsoleSettings(
+        session_cookie_secure=v.flag("SESSION_COOKIE_SECURE", True),
+        metrics_token=metrics_token,
+        admin_user=admin_user,
+        admin_pass_hash=pass_hash,
+        admin_pass=password,
     )
 
 
@@ -555,7 +654,73 @@ def _build_web(v: _Variables) -> WebSettings:
             "MAX_CALLBACK_BYTES", WebSettings.max_body_bytes, low=1024, high=16 * 1024 * 1024
         ),
         threads=v.integer("WEB_THREADS", WebSettings.threads, low=1, high=256),
+        workers=v.integer("WEB_WORKERS", WebSettings.workers, low=1, high=64),
+        guard=_build_guard(v),
     )
+
+
+def _build_guard(v: _Variables) -> CallbackGuard:
+    secrets_found = v._find("CALLBACK_SIGNING_SECRETS")
+    networks = v._given("CALLBACK_ALLOWED_NETWORKS")
+    proxies = v._given("TRUSTED_PROXIES")
+    return CallbackGuard(
+        signing_secrets=() if secrets_found is None else _to_signing_secrets(*secrets_found),
+        allowed_networks=() if networks is None else _to_networks(*networks),
+        trusted_proxies=() if proxies is None else _to_networks(*proxies),
+        rate_per_second=v.number("CALLBACK_RATE_LIMIT", CallbackGuard.rate_per_second, high=1e6),
+        rate_burst=v.integer("CALLBACK_RATE_BURST", CallbackGuard.rate_burst, low=1, high=10**6),
+        store_wait_seconds=v.number(
+            "CALLBACK_STORE_WAIT_SECONDS", CallbackGuard.store_wait_seconds, high=600
+        ),
+    )
+
+
+def _list_items(label: str, raw: object) -> list[object]:
+    """The items of a TOML list, or of text separated by commas and/or spaces."""
+    if isinstance(raw, list):
+        return list(raw)
+    return [item for item in re.split(r"[,\s]+", _checked_text(label, raw)) if item]
+
+
+def _to_signing_secrets(label: str, raw: object) -> tuple[Secret, ...]:
+    """Standard Webhooks secrets, `whsec_` + base64 of 16 to 128 random bytes; never echoed."""
+    secrets_ = tuple(_to_secret(label, item) for item in _list_items(label, raw))
+    if not secrets_:
+        _fail(label, "is empty", "set one or more whsec_... secrets or remove the line")
+    for position, secret in enumerate(secrets_, start=1):
+        text = secret.reveal()
+        if not text.startswith("whsec_"):
+            _fail(label, f"secret {position} does not start with whsec_", "copy it whole")
+        try:
+            key = base64.b64decode(text[len("whsec_") :], validate=True)
+        except (binascii.Error, ValueError):
+            _fail(label, f"secret {position} is not whsec_ + base64", "copy it whole")
+        if not 16 <= len(key) <= 128:
+            _fail(
+                label,
+                f"secret {position} holds {len(key)} bytes",
+                "use 16 to 128 random bytes, e.g. whsec_ + base64 of 32 bytes",
+            )
+    return secrets_
+
+
+def _to_networks(label: str, raw: object) -> tuple[IPNetwork, ...]:
+    """Networks in CIDR notation (a bare address is a /32 or /128)."""
+    networks: list[IPNetwork] = []
+    for item in _list_items(label, raw):
+        text = _to_text(label, item)
+        try:
+            network = ipaddress.ip_network(text, strict=False)
+        except ValueError:
+            _fail(label, f"{_show(text)} is not a network", "use CIDR, e.g. 203.0.113.0/24")
+        if network not in networks:
+            networks.append(network)
+    return tuple(networks)
+
+
+def signing_key(secret: Secret) -> bytes:
+    """The HMAC key of a validated `whsec_` secret."""
+    return base64.b64decode(secret.reveal()[len("whsec_") :])
 
 
 def _build_worker(v: _Variables) -> WorkerSettings:
@@ -769,11 +934,17 @@ def _check_runtime(s: Settings) -> None:
             "is shorter than 16 characters",
             f"use 16+ random characters, e.g. from {_RANDOM_HINT}",
         )
-    if s.web.callback_token is None and not s.web.allow_unauthenticated_callbacks:
+    # Signed callbacks authenticate on their own, so the token is not needed with them.
+    if (
+        s.web.callback_token is None
+        and not s.web.guard.signing_secrets
+        and not s.web.allow_unauthenticated_callbacks
+    ):
         _fail(
             "UTOPIA_CALLBACK_TOKEN",
             "is not set",
             "set it (16+ random characters) and register the callback URL with ?token=..., "
+            "or set CALLBACK_SIGNING_SECRETS for a sender that signs, "
             "or set ALLOW_UNAUTHENTICATED_CALLBACKS=true to accept unauthenticated callbacks",
         )
     if not s.provisioning.plans:

@@ -8,6 +8,7 @@ placeholders; those are understood too.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,9 +40,16 @@ def from_legacy_syntax(source: str) -> str:
 class TicketRenderer:
     """Renders tickets in a sandbox: templates are edited by operators, not developers."""
 
-    def __init__(self, template_path: Path, summary_template: str) -> None:
+    def __init__(
+        self,
+        template_path: Path,
+        summary_template: str,
+        stored_source: Callable[[], tuple[str, str] | None] | None = None,
+    ) -> None:
         self.template_path = template_path
         self.summary_template = summary_template
+        # The template saved in the console, (source, where), read before the file on each render.
+        self.stored_source = stored_source
         self._html = SandboxedEnvironment(autoescape=True, undefined=StrictUndefined)
         self._plain = SandboxedEnvironment(autoescape=False, undefined=StrictUndefined)
 
@@ -55,7 +63,10 @@ class TicketRenderer:
 
     def render(self, variables: dict[str, Any], source: str | None = None) -> RenderedTicket:
         """Summary and description for one order; `source` overrides the file (for previews)."""
-        if source is None:
+        stored = self.stored_source() if source is None and self.stored_source else None
+        if stored is not None:
+            source, where = stored
+        elif source is None:
             source, path = self.source()
             where = str(path)
         else:

@@ -85,6 +85,10 @@ def _headline(step: Step, error: BaseException) -> str:
 class Worker:
     """Runs orders and e-mails. `start()` for background threads, `run_until_idle()` inline."""
 
+    # The retention purge runs soon after start (so frequent restarts never starve it), then hourly.
+    retention_first_seconds = 60.0
+    retention_every_seconds = 3600.0
+
     def __init__(
         self,
         runtime: Runtime,
@@ -120,7 +124,11 @@ class Worker:
     def start(self) -> None:
         """Start claiming in the background with `concurrency` threads, plus a heartbeat."""
         self._pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="work")
-        for target, label in ((self._dispatch_loop, "dispatch"), (self._heartbeat_loop, "lease")):
+        for target, label in (
+            (self._dispatch_loop, "dispatch"),
+            (self._heartbeat_loop, "lease"),
+            (self._retention_loop, "retention"),
+        ):
             thread = threading.Thread(target=target, name=f"worker-{label}", daemon=True)
             thread.start()
             self._threads.append(thread)
@@ -155,16 +163,27 @@ class Worker:
             handled += len(order_ids) + len(notification_ids)
         return handled
 
-    def _claim(self, limit: int) -> tuple[list[int], list[int]]:
+    def _claim(self, limit: int, *, mail_first: bool = False) -> tuple[list[int], list[int]]:
         now = self.clock()
         with self.runtime.store.write() as session:
-            order_ids = queries.claim_due_orders(session, self.name, limit, now, self.lease)
-            free = limit - len(order_ids)
-            notification_ids = (
-                queries.claim_due_notifications(session, self.name, free, now, self.lease)
-                if free > 0
+            notification_ids: list[int] = []
+            if mail_first:
+                # A backlog of orders must not hold staff e-mails back until it is gone (the
+                # chaos run showed every e-mail waiting for the last order): one goes first.
+                notification_ids = queries.claim_due_notifications(
+                    session, self.name, 1, now, self.lease
+                )
+            order_limit = limit - len(notification_ids)
+            order_ids = (
+                queries.claim_due_orders(session, self.name, order_limit, now, self.lease)
+                if order_limit > 0
                 else []
             )
+            free = order_limit - len(order_ids)
+            if free > 0:
+                notification_ids += queries.claim_due_notifications(
+                    session, self.name, free, now, self.lease
+                )
         return order_ids, notification_ids
 
     def _dispatch_loop(self) -> None:
@@ -175,16 +194,24 @@ class Worker:
                 free = (
                     self.concurrency - len(self._orders_in_hand) - len(self._notifications_in_hand)
                 )
+                mail_first = not self._notifications_in_hand
             claimed = 0
             if free > 0:
                 try:
-                    order_ids, notification_ids = self._claim(free)
+                    order_ids, notification_ids = self._claim(free, mail_first=mail_first)
                 except SQLAlchemyError as error:
                     log_event(
                         log, "worker.claim_failed", logging.WARNING, error=type(error).__name__
                     )
                     order_ids, notification_ids = [], []
                 with self._lock:
+                    # A lease can run out while its heartbeat waits for a locked database; the
+                    # claim then hands us back work a thread of ours still holds. Running it a
+                    # second time at once could repeat an outside call, so it stays with its thread.
+                    order_ids = [i for i in order_ids if i not in self._orders_in_hand]
+                    notification_ids = [
+                        i for i in notification_ids if i not in self._notifications_in_hand
+                    ]
                     self._orders_in_hand.update(order_ids)
                     self._notifications_in_hand.update(notification_ids)
                 for order_id in order_ids:
@@ -230,6 +257,20 @@ class Worker:
                 log_event(
                     log, "worker.heartbeat_failed", logging.WARNING, error=type(error).__name__
                 )
+
+    def _retention_loop(self) -> None:
+        """Remove finished orders' raw payloads once they are older than RETENTION_DAYS."""
+        from utopia_handler.store.retention import purge_expired
+
+        delay = self.retention_first_seconds
+        while not self._stopping.wait(delay):
+            delay = self.retention_every_seconds
+            try:
+                purge_expired(
+                    self.runtime.store, self.clock(), self.runtime.settings.retention_days
+                )
+            except SQLAlchemyError as error:
+                log_event(log, "retention.failed", logging.WARNING, error=type(error).__name__)
 
     # Orders ------------------------------------------------------------------------------------
 
@@ -331,6 +372,7 @@ class Worker:
             order.updated_at = now
             if result.final_state is not None:
                 order.state = result.final_state
+                _release(order)  # in the same commit: a kill right after leaves no stale lease
             if result.notify is not None:
                 queries.enqueue_notification(
                     session,
@@ -370,6 +412,7 @@ class Worker:
             order.reason = f"{step.value}: {reason}"
             order.updated_at = now
             order.retrying_since = None
+            _release(order)
             kind = (
                 NotificationKind.FAILED
                 if outcome == AttemptOutcome.FAILED
@@ -410,6 +453,7 @@ class Worker:
                 reason = f"{step.value}: still failing after {hours:g} h of retries: {error}"
                 order.state = OrderState.WAITING
                 order.reason = reason
+                _release(order)
                 queries.enqueue_notification(
                     session,
                     order,
@@ -425,6 +469,7 @@ class Worker:
             else:
                 delay = self.retry.delay(order.step_attempts, error.retry_after, self.rng)
                 order.next_attempt_at = now + timedelta(seconds=delay)
+                _release(order)
                 order.reason = (
                     f"{step.value}: retrying after a fault outside ({error}); attempt "
                     f"{order.step_attempts}, next at {order.next_attempt_at:%Y-%m-%d %H:%M:%S} UTC"
@@ -554,6 +599,12 @@ class Worker:
                 notification_id=notification_id,
                 error=type(error).__name__,
             )
+
+
+def _release(order: Order) -> None:
+    """Give the order's lease back as part of the caller's transaction."""
+    order.lease_owner = None
+    order.lease_expires_at = None
 
 
 def _order_view(order: Order, earlier_attempts: int, maybe_applied: bool) -> OrderView:

@@ -11,6 +11,7 @@ import json
 import logging
 import socket
 import socketserver
+import sys
 import threading
 import time
 import urllib.parse
@@ -98,6 +99,14 @@ class _Server(ThreadingHTTPServer):
             with self._conn_lock:
                 self._connections.discard(request)
                 self._handler_threads.discard(threading.current_thread())
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that hung up (killed, timed out) is normal here; anything else is printed."""
+        error = sys.exc_info()[1]
+        if isinstance(error, ConnectionError):
+            logger.debug("%s emulator: client %s went away", self.emulator.name, client_address)
+            return
+        super().handle_error(request, client_address)
 
     def cut_connections(self, wait: float) -> None:
         """Shut down every open connection and wait for their threads to close them."""
@@ -224,7 +233,7 @@ class HttpEmulator:
     name: ClassVar[str] = "emulator"
     #: Fault kinds this emulator understands.
     fault_kinds: ClassVar[frozenset[str]] = frozenset(
-        {"latency", "fail", "timeout", "drop_before", "drop_after_apply"}
+        {"latency", "fail", "timeout", "drop_before", "drop_after_apply", "outage"}
     )
 
     def __init__(self, *, host: str, port: int, latency: float) -> None:
@@ -318,20 +327,23 @@ class HttpEmulator:
         target: str,
         apply: Callable[[], Reply],
         reject: Callable[[Fault], Reply] | None = None,
+        *,
+        also: tuple[str, ...] = (),
     ) -> Reply:
-        """Run ``apply`` under the next fault queued for ``target``, if any."""
-        fault = self.faults.take(target)
+        """Run ``apply`` under the next fault queued for ``target`` (or one of ``also``), if any."""
+        fault = self.faults.take(target, *also)
         if fault is None:
             return apply()
         logger.debug("%s emulator: fault %s on %s", self.name, fault.kind, target)
         if fault.kind == "latency":
             self.sleep(fault.seconds)
             return apply()
-        if fault.kind == "fail":
+        if fault.kind in ("fail", "outage"):
+            # A burst is a fail with a count; an outage fails every call until it is over.
             headers = {}
-            if fault.retry_after is not None:
-                # Whole seconds as HTTP wants; fractions are kept so tests can stay fast.
-                headers["Retry-After"] = f"{fault.retry_after:g}"
+            retry_after = fault.retry_after_header()
+            if retry_after is not None:
+                headers["Retry-After"] = retry_after
             message = fault.message or "Service temporarily unavailable"
             return Reply.json({"error": message}, status=fault.status, **headers)
         if fault.kind == "timeout":

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import threading
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 #: Every kind of fault an emulator understands (each emulator accepts a subset).
 ALL_KINDS: frozenset[str] = frozenset(
-    {"latency", "fail", "timeout", "drop_before", "drop_after_apply", "reject"}
+    {"latency", "fail", "timeout", "drop_before", "drop_after_apply", "reject", "outage"}
 )
 
 #: How long a ``timeout`` fault holds the connection when no ``seconds`` are given.
@@ -28,6 +30,21 @@ class Fault:
     retry_after: float | None = None
     status_code: int | None = None
     message: str | None = None
+    #: For an ``outage``: the ``time.monotonic()`` at which it ends (it lasts until then).
+    until: float | None = None
+
+    def remaining(self) -> float:
+        """Seconds an outage still lasts (0 for other kinds)."""
+        return 0.0 if self.until is None else max(0.0, self.until - time.monotonic())
+
+    def retry_after_header(self) -> str | None:
+        """The Retry-After to send: the scripted one, or what is left of an outage."""
+        if self.retry_after is not None:
+            # Whole seconds as HTTP wants; fractions are kept so tests can stay fast.
+            return f"{self.retry_after:g}"
+        if self.until is not None:
+            return str(max(1, math.ceil(self.remaining())))
+        return None
 
 
 class FaultPlan:
@@ -58,7 +75,11 @@ class FaultPlan:
         status_code: int | None = None,
         message: str | None = None,
     ) -> None:
-        """Queue a fault for ``target``; raises ValueError on an unknown kind or bad numbers."""
+        """Queue a fault for ``target``; raises ValueError on an unknown kind or bad numbers.
+
+        An ``outage`` is time-based: from now until ``seconds`` have passed every call to
+        ``target`` fails (``count`` is ignored).
+        """
         if kind not in self._kinds:
             raise ValueError(f"unknown fault kind {kind!r}; expected one of {sorted(self._kinds)}")
         if count is not None and count < 1:
@@ -69,6 +90,11 @@ class FaultPlan:
             raise ValueError("status must be an HTTP status code")
         if kind == "timeout" and seconds == 0:
             seconds = DEFAULT_TIMEOUT_SECONDS
+        until = None
+        if kind == "outage":
+            if seconds <= 0:
+                raise ValueError("an outage needs seconds above 0")
+            count, until = None, time.monotonic() + seconds
         fault = Fault(
             kind=kind,
             count=count,
@@ -77,22 +103,39 @@ class FaultPlan:
             retry_after=retry_after,
             status_code=status_code,
             message=message,
+            until=until,
         )
         with self._lock:
             self._faults.append((target, fault))
 
-    def take(self, target: str) -> Fault | None:
-        """Use up one go of the first fault for ``target`` (or ``*``) and return a copy of it."""
+    def take(self, target: str, *also: str, kinds: frozenset[str] | None = None) -> Fault | None:
+        """Use up one go of the first fault for ``target`` (or ``*``) and return a copy of it.
+
+        ``also`` names more targets that count as a match (e.g. a method-specific one);
+        ``kinds`` limits the match to those fault kinds. An outage under way wins over the
+        queue, because while it lasts nothing gets through.
+        """
+        targets = {target, *also, "*"}
+        now = time.monotonic()
         with self._lock:
-            for index, (fault_target, fault) in enumerate(self._faults):
-                if fault_target != target and fault_target != "*":
-                    continue
-                if fault.count is not None:
-                    fault.count -= 1
-                    if fault.count <= 0:
-                        del self._faults[index]
-                return dataclasses.replace(fault)
-        return None
+            # Outages that are over are forgotten; one still running answers every call.
+            self._faults = [(t, f) for t, f in self._faults if f.until is None or f.until > now]
+            matching = [
+                (index, fault)
+                for index, (fault_target, fault) in enumerate(self._faults)
+                if fault_target in targets and (kinds is None or fault.kind in kinds)
+            ]
+            for _, fault in matching:
+                if fault.until is not None:
+                    return dataclasses.replace(fault)
+            if not matching:
+                return None
+            index, fault = matching[0]
+            if fault.count is not None:
+                fault.count -= 1
+                if fault.count <= 0:
+                    del self._faults[index]
+            return dataclasses.replace(fault)
 
     def clear(self) -> None:
         """Forget every queued fault."""

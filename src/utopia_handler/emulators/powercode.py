@@ -88,7 +88,7 @@ class PowerCodeEmulator(HttpEmulator):
 
     name: ClassVar[str] = "powercode"
     fault_kinds: ClassVar[frozenset[str]] = frozenset(
-        {"latency", "fail", "timeout", "drop_before", "drop_after_apply", "reject"}
+        {"latency", "fail", "timeout", "drop_before", "drop_after_apply", "reject", "outage"}
     )
 
     def __init__(
@@ -405,7 +405,8 @@ class PowerCodeEmulator(HttpEmulator):
             message = fault.message if fault.message is not None else "Rejected"
             return Reply.json({"Success": False, "Response": message}, status=400)
 
-        return self.run_with_fault(target, apply, reject)
+        # "uapi:tags:POST" aims a fault at the writing call only (reads use "uapi:tags:GET").
+        return self.run_with_fault(target, apply, reject, also=(f"{target}:{request.method}",))
 
     @staticmethod
     def _uapi_not_found(request: Request) -> Reply:

@@ -21,7 +21,11 @@ from .faults import FaultPlan
 logger = logging.getLogger(__name__)
 
 DATA_TARGET = "DATA"
+#: Faults aimed here act when a client connects: an ``outage`` refuses every connection with
+#: REFUSED_GREETING until it is over (a relay that is "down for a while").
+CONNECT_TARGET = "CONNECT"
 FAIL_REPLY = "451 4.3.0 Try again later"
+REFUSED_GREETING = "421 4.3.2 Service not available, try again later"
 QUEUED_REPLY = "250 2.0.0 OK: queued"
 AUTH_REQUIRED_REPLY = "530 5.7.0 Authentication required"
 
@@ -54,12 +58,25 @@ class _Server(SMTP):
         self.event_handler.emulator._connections.discard(self)
         super().connection_lost(error)
 
+    async def _handle_client(self) -> None:
+        outage = self.event_handler.emulator.faults.take(CONNECT_TARGET, kinds=_REFUSING)
+        if outage is None:
+            await super()._handle_client()
+            return
+        # RFC 5321 4.3.2: a server that cannot serve says 421 instead of 220 and hangs up.
+        await self.push(REFUSED_GREETING)
+        assert self.transport is not None
+        self.transport.close()
+
 
 class _Controller(Controller):
     def factory(self) -> SMTP:
         # Passing our loop stops aiosmtpd from looking one up itself, which swaps the
         # process-wide warning filters from the server thread.
         return _Server(self.handler, loop=self.loop, **self.SMTP_kwargs)
+
+
+_REFUSING = frozenset({"outage"})
 
 
 async def _wait_for_cancel() -> None:
@@ -95,7 +112,7 @@ class _Handler:
             self.emulator._keep(envelope)
             return QUEUED_REPLY
         logger.debug("smtp emulator: fault %s on DATA", fault.kind)
-        if fault.kind == "fail":
+        if fault.kind in ("fail", "outage"):
             return FAIL_REPLY
         if fault.kind in ("latency", "timeout"):
             await asyncio.sleep(fault.seconds)
@@ -150,7 +167,10 @@ class SmtpEmulator:
         self.port = port
         self.username = username
         self.password = password
-        self.faults = FaultPlan({"latency", "fail", "timeout", "drop_before", "drop_after_apply"})
+        # drop_after_apply at DATA is "accept the message, then close before the final reply".
+        self.faults = FaultPlan(
+            {"latency", "fail", "timeout", "drop_before", "drop_after_apply", "outage"}
+        )
         self.messages: list[EmailMessage] = []
         self.envelopes: list[tuple[str, list[str]]] = []
         self.lock = threading.Lock()

@@ -6,6 +6,8 @@ commit (or roll back) when the block ends.
 
 from __future__ import annotations
 
+import contextlib
+import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -24,8 +26,8 @@ class Store:
     """Owns the engine and hands out sessions; nothing connects until first use."""
 
     def __init__(self, url: str) -> None:
-        self.url = url
-        self.engine = _create_engine(url)
+        self.url = database_url(url)
+        self.engine = _create_engine(self.url)
         self.is_sqlite = self.engine.dialect.name == "sqlite"
         self._writer = sessionmaker(self.engine, expire_on_commit=False)
         # On SQLite, reads begin a plain (deferred) transaction so they never wait for the writer.
@@ -33,12 +35,34 @@ class Store:
             self.engine.execution_options(sqlite_begin="BEGIN") if self.is_sqlite else self.engine
         )
         self._reader = sessionmaker(reader_engine, expire_on_commit=False)
+        self._impatient_writers: dict[int, sessionmaker[Session]] = {}
 
     @contextmanager
-    def write(self) -> Iterator[Session]:
-        """A transaction that may write; committed when the block ends without error."""
-        with self._writer() as session, session.begin():
+    def write(self, *, wait_seconds: float | None = None) -> Iterator[Session]:
+        """A transaction that may write; committed when the block ends without error.
+
+        `wait_seconds` caps how long it waits for a lock held by someone else (default: 30 s on
+        SQLite, the server's own on PostgreSQL) before failing with an OperationalError.
+        """
+        factory = self._writer if wait_seconds is None else self._impatient(wait_seconds)
+        with factory() as session, session.begin():
+            if wait_seconds is not None and not self.is_sqlite:
+                # SET cannot take bind parameters; the value is a number we computed.
+                ms = max(1, int(wait_seconds * 1000))
+                session.execute(text(f"SET LOCAL lock_timeout = {ms}"))
             yield session
+
+    def _impatient(self, wait_seconds: float) -> sessionmaker[Session]:
+        """A writer session factory whose SQLite busy wait is `wait_seconds` (cached per value)."""
+        ms = max(1, int(wait_seconds * 1000))
+        factory = self._impatient_writers.get(ms)
+        if factory is None:
+            engine = (
+                self.engine.execution_options(sqlite_busy_ms=ms) if self.is_sqlite else self.engine
+            )
+            factory = sessionmaker(engine, expire_on_commit=False)
+            self._impatient_writers[ms] = factory
+        return factory
 
     @contextmanager
     def read(self) -> Iterator[Session]:
@@ -49,18 +73,69 @@ class Store:
     def ping(self) -> bool:
         """True when the database answers a trivial query."""
         try:
-            with self.engine.connect() as connection:
-                connection.execute(text("SELECT 1"))
+            # Through the reader: on SQLite a writer's BEGIN IMMEDIATE would wait for the lock.
+            with self._reader() as session:
+                session.execute(text("SELECT 1"))
             return True
         except Exception:  # any driver failure means "does not answer"
             return False
 
     def migrate(self) -> None:
-        """Bring the schema to the newest migration."""
-        command.upgrade(alembic_config(self.url), "head")
+        """Bring the schema to the newest migration, one process at a time."""
+        # Web and worker processes (on several hosts, with PostgreSQL) start together; without a
+        # lock two of them could apply the same migration at once and one would fail half-way.
+        if self.is_sqlite:
+            with _file_lock(_sqlite_path(self.url)):
+                command.upgrade(alembic_config(self.url), "head")
+            return
+        with self.engine.connect() as connection:
+            connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": _MIGRATION_LOCK})
+            try:
+                command.upgrade(alembic_config(self.url), "head")
+            finally:
+                connection.execute(
+                    text("SELECT pg_advisory_unlock(:key)"), {"key": _MIGRATION_LOCK}
+                )
 
     def close(self) -> None:
         self.engine.dispose()
+
+
+def database_url(url: str) -> str:
+    """The URL SQLAlchemy should use: plain `postgresql://` means the psycopg 3 driver here."""
+    parsed = make_url(url)
+    if parsed.drivername == "postgresql":
+        return parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
+    return url
+
+
+# Any fixed 64-bit number; it names this application's migration lock among advisory locks.
+_MIGRATION_LOCK = 0x75746F706961
+
+
+def _sqlite_path(url: str) -> Path | None:
+    database = make_url(url).database
+    return Path(database) if database and database != ":memory:" else None
+
+
+@contextmanager
+def _file_lock(database: Path | None) -> Iterator[None]:
+    """An exclusive lock on a file beside the database, where the platform has flock."""
+    try:
+        import fcntl
+    except ImportError:  # not on POSIX: one process at a time is then the operator's job
+        yield
+        return
+    if database is None:
+        yield
+        return
+    database.parent.mkdir(parents=True, exist_ok=True)
+    with open(f"{database}.migrate-lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def alembic_config(url: str) -> Config:
@@ -91,7 +166,13 @@ def _create_engine(url: str) -> Engine:
         # Let SQLAlchemy's "begin" event issue BEGIN itself (pysqlite's own handling is lazy).
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
+        # Switching to WAL needs the file to itself; when someone else holds it whole (a backup,
+        # an open `sqlite3` shell), waiting here would hang a callback for 30 s whatever its own
+        # wait is. WAL is kept in the file, so it is in force already, or the next connection
+        # sets it; the transaction's own busy wait (in _on_begin) decides what happens now.
+        cursor.execute("PRAGMA busy_timeout=100")
+        with contextlib.suppress(sqlite3.OperationalError):
+            cursor.execute("PRAGMA journal_mode=WAL")
         # FULL: a commit is on disk before we acknowledge a callback, even across power loss.
         cursor.execute("PRAGMA synchronous=FULL")
         cursor.execute("PRAGMA foreign_keys=ON")
@@ -100,10 +181,13 @@ def _create_engine(url: str) -> Engine:
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
+        options = connection.get_execution_options()
+        # Set per transaction because pooled connections are shared: the callback endpoint waits
+        # less than a worker (Store.write(wait_seconds=...)), everyone else gets the 30 s.
+        busy_ms = int(options.get("sqlite_busy_ms", 30000))
+        connection.exec_driver_sql(f"PRAGMA busy_timeout={busy_ms}")
         # Writers take the lock up front: a deferred transaction that later writes can fail
         # at once with SQLITE_BUSY instead of waiting its turn.
-        connection.exec_driver_sql(
-            connection.get_execution_options().get("sqlite_begin", "BEGIN IMMEDIATE")
-        )
+        connection.exec_driver_sql(options.get("sqlite_begin", "BEGIN IMMEDIATE"))
 
     return engine

@@ -5,6 +5,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import create_engine, pool
 
+from utopia_handler.store import console_models  # noqa: F401 - registers the console's tables
 from utopia_handler.store.models import Base
 
 config = context.config

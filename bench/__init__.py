@@ -1,0 +1,1 @@
+"""Benchmarks: callback acknowledgement against its ceilings, orders end to end, footprint."""

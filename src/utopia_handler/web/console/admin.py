@@ -1,0 +1,204 @@
+"""Settings pages for admins: plan mapping, always-added services, the ticket template (with a
+live preview, its history and rollback), and the effective settings with secrets masked.
+
+Saved values go to the database as new versions; the worker reads the current ones for every
+order, so every process uses a change at once.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import abort, flash, jsonify, redirect, render_template, request, url_for
+from flask.typing import ResponseReturnValue
+
+from utopia_handler import accounts, config_store
+from utopia_handler.config_store import ConfigInvalid
+from utopia_handler.settings import describe_settings
+from utopia_handler.store.console_models import ConfigKind, ConfigVersion, Role
+from utopia_handler.tickets import TemplateProblem
+from utopia_handler.timeutil import utcnow
+from utopia_handler.web.console.common import bp, current_user, require, runtime
+
+BLANK_PLAN_ROWS = 3
+TEMPLATE_VARIABLES = (
+    "customer_name", "first_name", "last_name", "email", "phone", "order_ref", "site_id", "plan",
+    "plans", "address", "street", "unit", "city", "state", "zip", "terms_agreed_at", "promo",
+    "customer_id",
+)  # fmt: skip
+
+
+def _origin(version: ConfigVersion | None, fallback: str) -> str:
+    if version is None:
+        return fallback
+    return f"version {version.id}, saved in the console by {version.created_by} at {version.created_at:%Y-%m-%d %H:%M} UTC"
+
+
+@bp.get("/settings/plans")
+@require(Role.ADMIN)
+def plans_page(
+    problems: list[str] | None = None,
+    rows: list[tuple[str, str]] | None = None,
+    services_text: str | None = None,
+    status: int = 200,
+) -> ResponseReturnValue:
+    base = runtime().settings.provisioning
+    with runtime().store.read() as db:
+        effective = config_store.current_provisioning(db, base)
+        plans_version = config_store.latest(db, ConfigKind.PLANS)
+        services_version = config_store.latest(db, ConfigKind.ALWAYS_SERVICES)
+        plan_history = config_store.history(db, ConfigKind.PLANS, limit=20)
+        service_history = config_store.history(db, ConfigKind.ALWAYS_SERVICES, limit=20)
+    if rows is None:
+        rows = [(p.utopia_text, str(p.service_id)) for p in effective.plans]
+    rows = rows + [("", "")] * BLANK_PLAN_ROWS
+    return render_template(
+        "console/settings_plans.html",
+        rows=rows,
+        services_text=(
+            services_text
+            if services_text is not None
+            else ", ".join(str(i) for i in effective.always_services)
+        ),
+        problems=problems or [],
+        plans_origin=_origin(plans_version, "the settings file or environment"),
+        services_origin=_origin(services_version, "the settings file or environment"),
+        plan_history=plan_history,
+        service_history=service_history,
+        unmapped_policy=effective.unmapped_plan,
+    ), status
+
+
+@bp.post("/settings/plans")
+@require(Role.ADMIN)
+def plans_save() -> ResponseReturnValue:
+    texts = request.form.getlist("plan_text")
+    ids = request.form.getlist("service_id")
+    if len(texts) != len(ids) or len(texts) > 500:
+        abort(400)
+    rows = list(zip(texts, ids, strict=True))
+    try:
+        plans = config_store.parse_plan_rows(rows)
+        with runtime().store.write() as db:
+            version = config_store.save_plans(db, plans, current_user().name, utcnow())
+    except ConfigInvalid as invalid:
+        kept = [(t, i) for t, i in rows if t.strip() or i.strip()]
+        return plans_page(problems=invalid.problems, rows=kept, status=422)
+    flash(f"Plan mapping saved as version {version.id}; it applies to the next order.", "info")
+    return redirect(url_for("console.plans_page"), 303)
+
+
+@bp.post("/settings/services")
+@require(Role.ADMIN)
+def services_save() -> ResponseReturnValue:
+    text = request.form.get("service_ids", "")[:2000]
+    try:
+        ids = config_store.parse_service_ids(text)
+        with runtime().store.write() as db:
+            version = config_store.save_always_services(db, ids, current_user().name, utcnow())
+    except ConfigInvalid as invalid:
+        return plans_page(problems=invalid.problems, services_text=text, status=422)
+    flash(f"Always-added services saved as version {version.id}.", "info")
+    return redirect(url_for("console.plans_page"), 303)
+
+
+@bp.post("/settings/rollback/<int:version_id>")
+@require(Role.ADMIN)
+def settings_rollback(version_id: int) -> ResponseReturnValue:
+    try:
+        with runtime().store.write() as db:
+            version = config_store.roll_back(db, version_id, current_user().name, utcnow())
+            kind = version.kind
+    except ConfigInvalid:
+        abort(404)
+    flash(f"Version {version_id} is in force again (saved as version {version.id}).", "info")
+    page = "console.template_page" if kind == ConfigKind.TICKET_TEMPLATE else "console.plans_page"
+    return redirect(url_for(page), 303)
+
+
+def _current_template() -> tuple[str, str]:
+    """The template in force and where it comes from."""
+    with runtime().store.read() as db:
+        version = config_store.stored_ticket_template(db)
+    if version is not None:
+        return str(version.value["source"]), _origin(version, "")
+    try:
+        source, path = runtime().tickets.source()
+    except TemplateProblem as problem:
+        return "", str(problem)
+    return source, f"the file {path.name}"
+
+
+def _preview(source: str) -> dict[str, Any]:
+    try:
+        rendered = config_store.preview_ticket(runtime().tickets, source)
+    except ConfigInvalid as invalid:
+        return {"ok": False, "problems": invalid.problems, "summary": "", "html": ""}
+    return {
+        "ok": True,
+        "problems": [],
+        "summary": rendered.summary,
+        "html": rendered.description_html,
+    }
+
+
+def _template_page(source: str, origin: str, status: int = 200) -> ResponseReturnValue:
+    with runtime().store.read() as db:
+        versions = config_store.history(db, ConfigKind.TICKET_TEMPLATE, limit=50)
+    current = versions[0].id if versions else None
+    return render_template(
+        "console/settings_template.html",
+        source=source,
+        origin=origin,
+        preview=_preview(source),
+        versions=versions,
+        current_version=current,
+        variables=TEMPLATE_VARIABLES,
+        sample=config_store.sample_ticket_variables(),
+    ), status
+
+
+@bp.get("/settings/ticket-template")
+@require(Role.ADMIN)
+def template_page() -> ResponseReturnValue:
+    source, origin = _current_template()
+    return _template_page(source, origin)
+
+
+@bp.post("/settings/ticket-template/preview")
+@require(Role.ADMIN)
+def template_preview() -> ResponseReturnValue:
+    source = request.form.get("source", "")
+    if request.accept_mimetypes.best == "application/json":
+        return jsonify(_preview(source))
+    return _template_page(source, "the text being edited (not saved)")
+
+
+@bp.post("/settings/ticket-template")
+@require(Role.ADMIN)
+def template_save() -> ResponseReturnValue:
+    source = request.form.get("source", "").replace("\r\n", "\n")
+    try:
+        with runtime().store.write() as db:
+            version = config_store.save_ticket_template(
+                db, runtime().tickets, source, current_user().name, utcnow()
+            )
+    except ConfigInvalid as invalid:
+        flash("Not saved: " + "; ".join(invalid.problems), "error")
+        return _template_page(source, "the text being edited (not saved)", status=422)
+    flash(f"Ticket template saved as version {version.id}; the next ticket uses it.", "info")
+    return redirect(url_for("console.template_page"), 303)
+
+
+@bp.get("/settings")
+@require(Role.ADMIN)
+def settings_page() -> ResponseReturnValue:
+    with runtime().store.read() as db:
+        users = accounts.list_users(db)
+        overridden = [kind for kind in ConfigKind if config_store.latest(db, kind) is not None]
+    return render_template(
+        "console/settings.html",
+        lines=describe_settings(runtime().settings),
+        users=users,
+        overridden=overridden,
+    )

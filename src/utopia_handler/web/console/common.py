@@ -1,0 +1,189 @@
+"""The console blueprint and what its views share: the logged-in user, roles, page helpers, words."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any, ParamSpec, TypeVar
+
+from flask import Blueprint, abort, current_app, g, request
+
+from utopia_handler.app import Runtime
+from utopia_handler.store.console_models import Role, User
+from utopia_handler.store.models import (
+    AttemptOutcome,
+    CallbackOutcome,
+    NotificationKind,
+    NotificationState,
+    OrderState,
+    Step,
+)
+
+bp = Blueprint(
+    "console",
+    __name__,
+    template_folder="templates",
+    static_folder="static",
+    static_url_path="/console/static",
+)
+
+PAGE_SIZE = 50
+P = ParamSpec("P")
+R = TypeVar("R")
+
+# Every console response: nothing from other origins, no framing, no referrer to other sites
+# (PowerCode links), no sniffing, and pages with customer data are never cached.
+SECURITY_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+    ),
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "same-origin",
+    "X-Content-Type-Options": "nosniff",
+    "Permissions-Policy": "camera=(), microphone=(), geolocation=()",
+}
+
+STATE_WORDS = {
+    OrderState.RECEIVED: "received",
+    OrderState.IN_PROGRESS: "in progress",
+    OrderState.WAITING: "waiting for a person",
+    OrderState.DONE: "done",
+    OrderState.DUPLICATE: "duplicate",
+    OrderState.NOT_OURS: "not ours",
+    OrderState.IGNORED: "ignored",
+}
+STATE_HELP = {
+    OrderState.RECEIVED: "stored, not started yet",
+    OrderState.IN_PROGRESS: "being worked on, or waiting for its next automatic retry",
+    OrderState.WAITING: "stopped until a person looks; the reason says why",
+    OrderState.DONE: "customer, services, ticket, tags and e-mail all done",
+    OrderState.DUPLICATE: "the customer existed in PowerCode before this order",
+    OrderState.NOT_OURS: "UTOPIA has no record of this order for this ISP",
+    OrderState.IGNORED: "a person decided nothing is to be done",
+}
+STEP_WORDS = {
+    Step.LOOKUP_CONTRACT: "Look up the contract at UTOPIA",
+    Step.CHOOSE_PLANS: "Choose the PowerCode services",
+    Step.FIND_CUSTOMER: "Check for an existing PowerCode customer",
+    Step.CREATE_CUSTOMER: "Create the PowerCode customer",
+    Step.ADD_SERVICES: "Add the services",
+    Step.CREATE_TICKET: "Open the installation ticket",
+    Step.ADD_TAGS: "Add the tags",
+    Step.NOTIFY: "E-mail staff",
+    Step.FINISHED: "Finished",
+}
+OUTCOME_WORDS = {
+    AttemptOutcome.STARTED: "started, no result recorded",
+    AttemptOutcome.OK: "done",
+    AttemptOutcome.RETRY: "failed; tried again later",
+    AttemptOutcome.UNCERTAIN: "no reply: it may have happened",
+    AttemptOutcome.REJECTED: "refused",
+    AttemptOutcome.HELD: "stopped for a person",
+    AttemptOutcome.FINAL: "the order ended here",
+    AttemptOutcome.FAILED: "internal error",
+}
+CALLBACK_WORDS = {
+    CallbackOutcome.QUEUED: "new order queued",
+    CallbackOutcome.REPEAT: "repeat delivery; nothing new started",
+    CallbackOutcome.TEST_QUEUED: "test e-mail queued",
+    CallbackOutcome.NOT_HANDLED: "not handled (no work for this message)",
+}
+EMAIL_WORDS = {
+    NotificationKind.SUCCESS: "customer created",
+    NotificationKind.DUPLICATE: "duplicate customer",
+    NotificationKind.HELD: "order waiting for a person",
+    NotificationKind.FAILED: "order failed",
+    NotificationKind.TEST: "test",
+}
+EMAIL_STATE_WORDS = {
+    NotificationState.PENDING: "waiting to be sent",
+    NotificationState.SENT: "sent",
+    NotificationState.FAILED: "gave up",
+}
+
+
+def runtime() -> Runtime:
+    """The process's Runtime."""
+    found: Runtime = current_app.extensions["runtime"]
+    return found
+
+
+def current_user() -> User:
+    """The logged-in user (every console view but login runs with one)."""
+    user: User | None = g.get("user")
+    if user is None:
+        abort(401)
+    return user
+
+
+def require(role: Role) -> Callable[[Callable[P, R]], Callable[P, R]]:
+    """Let only users with at least `role` run the view; others get 403."""
+
+    def decorate(view: Callable[P, R]) -> Callable[P, R]:
+        @functools.wraps(view)
+        def guarded(*args: P.args, **kwargs: P.kwargs) -> R:
+            if not current_user().role.allows(role):
+                abort(403)
+            return view(*args, **kwargs)
+
+        return guarded
+
+    return decorate
+
+
+def page_number() -> int:
+    """The ?page= number, from 1."""
+    raw = request.args.get("page", "1")
+    return max(1, int(raw)) if raw.isdigit() and len(raw) < 7 else 1
+
+
+def is_safe_target(target: str | None) -> bool:
+    """A local path to go back to after login; never another site."""
+    return bool(
+        target
+        and target.startswith("/")
+        and not target.startswith(("//", "/\\"))
+        and "\n" not in target
+        and "\r" not in target
+    )
+
+
+def utc(value: datetime | None) -> str:
+    """A stored time as people read it."""
+    return f"{value:%Y-%m-%d %H:%M:%S} UTC" if value is not None else ""
+
+
+def duration(seconds: float) -> str:
+    """Seconds as '3 d 4 h', '2 h 5 min', '4 min' or '12 s'."""
+    whole = int(seconds)
+    days, rest = divmod(whole, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{days} d {hours} h"
+    if hours:
+        return f"{hours} h {minutes} min"
+    if minutes:
+        return f"{minutes} min"
+    return f"{secs} s"
+
+
+def template_globals() -> dict[str, Any]:
+    """Names every console template may use."""
+    return {
+        "STATE_WORDS": STATE_WORDS,
+        "STATE_HELP": STATE_HELP,
+        "STEP_WORDS": STEP_WORDS,
+        "OUTCOME_WORDS": OUTCOME_WORDS,
+        "CALLBACK_WORDS": CALLBACK_WORDS,
+        "EMAIL_WORDS": EMAIL_WORDS,
+        "EMAIL_STATE_WORDS": EMAIL_STATE_WORDS,
+        "OrderState": OrderState,
+        "Role": Role,
+        "Step": Step,
+    }
+
+
+bp.add_app_template_filter(utc, "utc")

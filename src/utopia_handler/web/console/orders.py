@@ -1,0 +1,299 @@
+"""Orders: the list (filter, search, counts), one order's whole story, and what a person can do.
+
+Search text is posted and kept in the session, never put in a URL: it is often a customer's name.
+Every action calls `utopia_handler.actions`, the same functions the CLI uses; the worker does
+the work with its usual exactly-once checks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from flask import abort, flash, redirect, render_template, request, session, url_for
+from flask.typing import ResponseReturnValue
+from sqlalchemy import func, or_, select
+from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import ColumnElement
+
+from utopia_handler import actions, audit
+from utopia_handler.actions import ActionRefused
+from utopia_handler.clients.utopia import Contract
+from utopia_handler.store import queries
+from utopia_handler.store.console_models import Role
+from utopia_handler.store.models import (
+    AttemptOutcome,
+    Order,
+    OrderState,
+    Step,
+)
+from utopia_handler.timeutil import utcnow
+from utopia_handler.web.console.common import (
+    CALLBACK_WORDS,
+    EMAIL_STATE_WORDS,
+    EMAIL_WORDS,
+    OUTCOME_WORDS,
+    PAGE_SIZE,
+    STEP_WORDS,
+    bp,
+    current_user,
+    page_number,
+    require,
+    runtime,
+)
+
+SEARCH_KEY = "order_search"
+MAX_SEARCH = 100
+_MAX_ID = 2**31 - 1
+
+
+def _search_conditions(text: str) -> ColumnElement[bool]:
+    conditions: list[ColumnElement[bool]] = [
+        Order.order_ref.icontains(text, autoescape=True),
+        Order.customer_name.icontains(text, autoescape=True),
+        Order.site_id == text,
+    ]
+    digits = text.lstrip("#")
+    if digits.isdigit() and int(digits) <= _MAX_ID:
+        conditions.append(Order.customer_id == int(digits))
+    return or_(*conditions)
+
+
+def _state_filter() -> OrderState | None:
+    raw = request.args.get("state", "")
+    try:
+        return OrderState(raw) if raw else None
+    except ValueError:
+        return None
+
+
+@bp.get("/orders")
+def order_list() -> ResponseReturnValue:
+    state = _state_filter()
+    search = session.get(SEARCH_KEY) or ""
+    page = page_number()
+    matching = _search_conditions(search) if search else None
+    with runtime().store.read() as db:
+        count_query = select(Order.state, func.count()).group_by(Order.state)
+        if matching is not None:
+            count_query = count_query.where(matching)
+        counts = {OrderState(s): n for s, n in db.execute(count_query)}
+        query = select(Order)
+        if matching is not None:
+            query = query.where(matching)
+        if state is not None:
+            query = query.where(Order.state == state)
+        total = db.scalar(select(func.count()).select_from(query.subquery())) or 0
+        orders = list(
+            db.scalars(
+                query.order_by(Order.id.desc()).limit(PAGE_SIZE).offset((page - 1) * PAGE_SIZE)
+            )
+        )
+    return render_template(
+        "console/orders.html",
+        orders=orders,
+        counts=counts,
+        all_count=sum(counts.values()),
+        state=state,
+        search=search,
+        total=total,
+        page=page,
+        pages=max(1, -(-total // PAGE_SIZE)),
+    )
+
+
+@bp.post("/orders/search")
+def order_search() -> ResponseReturnValue:
+    text = " ".join(request.form.get("q", "").split())[:MAX_SEARCH]
+    if text:
+        session[SEARCH_KEY] = text
+    else:
+        session.pop(SEARCH_KEY, None)
+    state = _state_filter()
+    return redirect(url_for("console.order_list", state=state.value if state else None), 303)
+
+
+@bp.post("/orders/search/clear")
+def order_search_clear() -> ResponseReturnValue:
+    session.pop(SEARCH_KEY, None)
+    return redirect(url_for("console.order_list"), 303)
+
+
+@dataclass(frozen=True)
+class TimelineEntry:
+    at: datetime
+    kind: str  # callback, attempt, email, person
+    title: str
+    outcome: str
+    detail: str
+    tone: str  # ok, warn, bad, info: how the entry is coloured
+
+
+_OUTCOME_TONE = {
+    AttemptOutcome.OK: "ok",
+    AttemptOutcome.FINAL: "info",
+    AttemptOutcome.RETRY: "warn",
+    AttemptOutcome.UNCERTAIN: "warn",
+    AttemptOutcome.STARTED: "warn",
+    AttemptOutcome.REJECTED: "bad",
+    AttemptOutcome.HELD: "bad",
+    AttemptOutcome.FAILED: "bad",
+}
+
+
+def _timeline(db: Session, order: Order) -> tuple[list[TimelineEntry], list[object]]:
+    callbacks, attempts, emails = queries.order_history(db, order)
+    entries: list[TimelineEntry] = []
+    for callback in callbacks:
+        entries.append(
+            TimelineEntry(
+                callback.received_at,
+                "callback",
+                f"Callback from UTOPIA: {callback.msg}",
+                CALLBACK_WORDS[callback.outcome],
+                f"event {callback.event}" if callback.event else "",
+                "info",
+            )
+        )
+    for attempt in attempts:
+        words = OUTCOME_WORDS[attempt.outcome]
+        if attempt.outcome == AttemptOutcome.STARTED and order.lease_owner == attempt.worker:
+            words = "running now"
+        entries.append(
+            TimelineEntry(
+                attempt.started_at,
+                "attempt",
+                f"{STEP_WORDS[attempt.step]} (run {attempt.run}, attempt {attempt.attempt})",
+                words,
+                attempt.detail or "",
+                _OUTCOME_TONE[attempt.outcome],
+            )
+        )
+    for email in emails:
+        entries.append(
+            TimelineEntry(
+                email.created_at,
+                "email",
+                f"E-mail to staff: {EMAIL_WORDS[email.kind]}",
+                EMAIL_STATE_WORDS[email.state],
+                email.last_error or "",
+                {"sent": "ok", "failed": "bad"}.get(email.state.value, "warn"),
+            )
+        )
+    for entry in audit.entries(db, limit=200, order_ref=order.order_ref):
+        entries.append(
+            TimelineEntry(
+                entry.at,
+                "person",
+                f"{entry.actor}: {entry.action.replace('_', ' ')}",
+                "by a person",
+                entry.detail or "",
+                "info",
+            )
+        )
+    entries.sort(key=lambda e: e.at)
+    return entries, list(emails)
+
+
+@bp.get("/orders/<int:order_id>")
+def order_page(order_id: int) -> ResponseReturnValue:
+    now = utcnow()
+    with runtime().store.read() as db:
+        order = db.get(Order, order_id)
+        if order is None:
+            abort(404)
+        timeline, emails = _timeline(db, order)
+        _, maybe_applied = queries.earlier_attempts(db, order, order.step)
+    contract = Contract.from_json(order.contract) if order.contract else None
+    powercode = runtime().settings.powercode
+    leased = bool(order.lease_owner and order.lease_expires_at and order.lease_expires_at > now)
+    return render_template(
+        "console/order.html",
+        order=order,
+        contract=contract,
+        timeline=timeline,
+        emails=emails,
+        customer_link=(
+            powercode.customer_link(order.customer_id)
+            if order.customer_id and powercode.web_url
+            else None
+        ),
+        leased=leased,
+        maybe_applied=maybe_applied and order.step != Step.FINISHED,
+        resolved_by_hand=actions.is_resolved_by_hand(order),
+        can_act=current_user().role.allows(Role.OPERATOR),
+        can_close=order.state in actions.OPEN_STATES,
+        can_retry_now=order.step != Step.FINISHED and order.state != OrderState.DONE,
+        can_provision=not order.customer_created and order.state != OrderState.DONE,
+        steps=[s for s in Step if s != Step.FINISHED],
+    )
+
+
+def _act(order_id: int, act: Callable[[Session, str, str], str]) -> ResponseReturnValue:
+    """Run one action in one transaction (with its audit entry); report how it went."""
+    actor = current_user().name
+    try:
+        with runtime().store.write() as db:
+            order = db.get(Order, order_id)
+            if order is None:
+                abort(404)
+            message = act(db, order.order_ref, actor)
+    except ActionRefused as refusal:
+        flash(f"Not done: {refusal}", "error")
+    else:
+        flash(message, "info")
+        runtime().wakeup.set()  # a worker in this process starts at once
+    return redirect(url_for("console.order_page", order_id=order_id), 303)
+
+
+@bp.post("/orders/<int:order_id>/retry")
+@require(Role.OPERATOR)
+def order_retry(order_id: int) -> ResponseReturnValue:
+    raw = request.form.get("from_step", "")
+    try:
+        from_step = Step(raw) if raw else None
+    except ValueError:
+        abort(400)
+    if from_step == Step.FINISHED:
+        abort(400)
+
+    def act(db: Session, ref: str, actor: str) -> str:
+        order = actions.retry_order(db, ref, utcnow(), from_step, actor=actor)
+        return f"Order {ref} is queued again at “{STEP_WORDS[order.step]}”."
+
+    return _act(order_id, act)
+
+
+@bp.post("/orders/<int:order_id>/resolve")
+@require(Role.OPERATOR)
+def order_resolve(order_id: int) -> ResponseReturnValue:
+    note = request.form.get("note", "")
+
+    def act(db: Session, ref: str, actor: str) -> str:
+        actions.resolve_order(db, ref, note, utcnow(), actor=actor)
+        return f"Order {ref} is marked resolved."
+
+    return _act(order_id, act)
+
+
+@bp.post("/orders/<int:order_id>/ignore")
+@require(Role.OPERATOR)
+def order_ignore(order_id: int) -> ResponseReturnValue:
+    note = request.form.get("note", "")
+
+    def act(db: Session, ref: str, actor: str) -> str:
+        actions.ignore_order(db, ref, note, utcnow(), actor=actor)
+        return f"Order {ref} is ignored; nothing more will be done unless someone retries it."
+
+    return _act(order_id, act)
+
+
+@bp.post("/orders/<int:order_id>/resend")
+@require(Role.OPERATOR)
+def order_resend(order_id: int) -> ResponseReturnValue:
+    def act(db: Session, ref: str, actor: str) -> str:
+        kind = actions.resend_notification(db, ref, utcnow(), actor=actor)
+        return f"The {kind} e-mail for order {ref} is queued again."
+
+    return _act(order_id, act)

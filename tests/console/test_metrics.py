@@ -1,0 +1,143 @@
+"""/metrics after a real flow through the running service, who may scrape it, and /readyz."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import httpx
+from alembic import command
+from flask.testing import FlaskClient
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.conftest import new_order, post_callback, wait_for
+from tests.test_pipeline import settled
+from utopia_handler.app import Runtime, build_runtime, create_app
+from utopia_handler.emulators import Emulators
+from utopia_handler.server import ServiceHandle
+from utopia_handler.settings import Settings
+from utopia_handler.store.console_models import Role
+from utopia_handler.store.db import alembic_config
+
+PLAIN = "UIA202611-004217"
+HELD = "UIA202611-004219"
+METRICS_TOKEN = "metrics-token-5c0ffee5c0ffee"
+
+
+def _samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    found = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            found[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return found
+
+
+def test_metrics_tell_what_happened_in_a_real_flow(
+    service: ServiceHandle, emulators: Emulators
+) -> None:
+    # One fault outside, so there is a retry to count.
+    emulators.powercode.faults.add("createTicket", "fail", count=1, status=503, retry_after=0)
+    for body in (
+        new_order(PLAIN),
+        new_order(PLAIN),  # a repeat
+        new_order(HELD),  # waits for a person: unmapped plan
+        {"event": "Project Update", "orderref": PLAIN, "msg": "Project Install Scheduled"},
+    ):
+        assert post_callback(service.url, body).status_code == 200
+    wait_for(lambda: settled(service.runtime), timeout=30)
+
+    answer = httpx.get(f"{service.url}/metrics", timeout=10)
+    assert answer.status_code == 200
+    assert answer.headers["Content-Type"].startswith("text/plain; version=")
+    samples = _samples(answer.text)
+
+    def value(name: str, **labels: str) -> float:
+        return samples[(name, tuple(sorted(labels.items())))]
+
+    assert value("utopia_handler_callbacks_total", outcome="queued") == 2
+    assert value("utopia_handler_callbacks_total", outcome="repeat") == 1
+    assert value("utopia_handler_callbacks_total", outcome="not_handled") == 1
+    assert value("utopia_handler_orders", state="done") == 1
+    assert value("utopia_handler_orders", state="waiting") == 1
+    assert value("utopia_handler_orders", state="in_progress") == 0
+    assert value("utopia_handler_step_retries_total", step="create_ticket") == 1
+    assert value("utopia_handler_step_attempts_total", step="create_ticket", outcome="ok") == 1
+    assert value("utopia_handler_step_attempts_total", step="choose_plans", outcome="held") == 1
+    assert value("utopia_handler_step_duration_seconds_count", step="create_customer") == 1
+    assert (
+        value("utopia_handler_step_duration_seconds_bucket", step="create_customer", le="+Inf") == 1
+    )
+    assert value("utopia_handler_step_duration_seconds_sum", step="create_customer") > 0
+    assert value("utopia_handler_queue_depth", queue="orders_due") == 0
+    assert value("utopia_handler_queue_depth", queue="emails_pending") == 0
+    assert value("utopia_handler_emails", state="sent") == 2
+    assert value("utopia_handler_oldest_waiting_order_age_seconds") > 0
+
+
+def test_the_console_home_shows_the_same_at_a_glance(
+    service: ServiceHandle, client_as: Callable[[Role], FlaskClient]
+) -> None:
+    post_callback(service.url, new_order(HELD))
+    wait_for(lambda: settled(service.runtime), timeout=30)
+    page = client_as(Role.VIEWER).get("/").get_data(as_text=True)
+    assert "1 order waits for a person" in page
+    assert HELD in page and "has no PowerCode service mapping" in page
+
+
+def test_without_a_token_only_direct_loopback_requests_may_scrape(
+    console_runtime: Runtime,
+) -> None:
+    app = create_app(console_runtime)
+    local = app.test_client()
+    assert local.get("/metrics").status_code == 200  # the test client comes from 127.0.0.1
+    proxied = local.get("/metrics", headers={"X-Forwarded-For": "203.0.113.9"})
+    assert proxied.status_code == 403
+    remote = app.test_client()
+    remote.environ_base["REMOTE_ADDR"] = "203.0.113.9"
+    answer = remote.get("/metrics")
+    assert answer.status_code == 403
+    assert "METRICS_TOKEN" in answer.get_json()["error"]
+
+
+def test_with_a_token_every_scrape_must_bring_it(make_runtime: Callable[..., Runtime]) -> None:
+    app = create_app(make_runtime(METRICS_TOKEN=METRICS_TOKEN))
+    client = app.test_client()
+    client.environ_base["REMOTE_ADDR"] = "203.0.113.9"
+    missing = client.get("/metrics")
+    assert missing.status_code == 401
+    assert missing.headers["WWW-Authenticate"].startswith("Bearer")
+    wrong = client.get("/metrics", headers={"Authorization": "Bearer not-the-token-xxxxx"})
+    assert wrong.status_code == 401
+    right = client.get("/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"})
+    assert right.status_code == 200
+    assert "utopia_handler_orders" in right.get_data(as_text=True)
+    # The token is needed from loopback too: a proxy on this machine would look local.
+    local = app.test_client()
+    assert local.get("/metrics").status_code == 401
+
+
+def test_readyz_needs_the_store_and_the_newest_schema(
+    console_runtime: Runtime, make_settings: Callable[..., Settings]
+) -> None:
+    client = create_app(console_runtime).test_client()
+    ready = client.get("/readyz")
+    assert ready.status_code == 200
+    assert ready.get_json() == {"status": "ready", "store": "ok", "migrations": "at head"}
+
+    command.downgrade(alembic_config(console_runtime.store.url), "0002")
+    behind = client.get("/readyz")
+    assert behind.status_code == 503
+    assert behind.get_json()["database_revision"] == ["0002"]
+    assert "db upgrade" in behind.get_json()["migrations"]
+    console_runtime.store.migrate()
+    assert client.get("/readyz").status_code == 200
+
+    # A database that does not answer (nothing listens on port 1).
+    unreachable = build_runtime(
+        make_settings(DATABASE_URL="postgresql+psycopg://u:p@127.0.0.1:1/none")
+    )
+    try:
+        down = create_app(unreachable).test_client().get("/readyz")
+        assert down.status_code == 503
+        assert down.get_json()["store"] == "unavailable"
+    finally:
+        unreachable.close()

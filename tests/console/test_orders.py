@@ -1,0 +1,305 @@
+"""The orders list and page, and what an operator does to an order; the worker shows the result."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+
+from flask.testing import FlaskClient
+from sqlalchemy import select
+
+from tests.conftest import load_order, queue_order
+from tests.console.conftest import post_form
+from utopia_handler.app import Runtime
+from utopia_handler.emulators import Emulators
+from utopia_handler.store import queries
+from utopia_handler.store.console_models import AuditEntry, Role
+from utopia_handler.store.models import Notification, Order, OrderState
+from utopia_handler.timeutil import utcnow
+from utopia_handler.worker import Worker
+
+PLAIN = "UIA202611-004217"  # Avery Lindqvist, site 204817, 250 Mbps
+UNIT = "UIA202611-004218"  # María José O'Neill-Ramírez, 1 Gbps
+HELD = "UIA202611-004219"  # Dale Whitfield, "2 Gbps" is not mapped: waits for a person
+
+
+def _order_id(runtime: Runtime, ref: str) -> int:
+    return load_order(runtime, ref).id
+
+
+def _customers_with_site(emulators: Emulators, site_id: str) -> list[dict[str, object]]:
+    return [c for c in emulators.powercode.customers.values() if c.get("extAccountID") == site_id]
+
+
+def _audit(runtime: Runtime, ref: str) -> list[str]:
+    with runtime.store.read() as session:
+        return list(
+            session.scalars(
+                select(AuditEntry.action).where(AuditEntry.order_ref == ref).order_by(AuditEntry.id)
+            )
+        )
+
+
+def test_adding_the_mapping_in_the_console_and_retrying_finishes_a_held_order(
+    console_runtime: Runtime,
+    worker: Worker,
+    emulators: Emulators,
+    client_as: Callable[[Role], FlaskClient],
+) -> None:
+    queue_order(console_runtime, HELD)
+    worker.run_until_idle()
+    assert load_order(console_runtime, HELD).state == OrderState.WAITING
+
+    admin = client_as(Role.ADMIN)
+    saved = post_form(
+        admin,
+        "/settings/plans",
+        {"plan_text": ["250 Mbps", "1 Gbps", "2 Gbps"], "service_id": ["163", "164", "165"]},
+    )
+    assert saved.status_code == 303
+    operator = client_as(Role.OPERATOR)
+    order_id = _order_id(console_runtime, HELD)
+    retried = post_form(operator, f"/orders/{order_id}/retry")
+    assert retried.status_code == 303
+    assert retried.headers["Location"] == f"/orders/{order_id}"
+    assert "is queued again" in operator.get(retried.headers["Location"]).get_data(as_text=True)
+
+    worker.run_until_idle()  # the same worker, never restarted, uses the new mapping
+    order = load_order(console_runtime, HELD)
+    assert order.state == OrderState.DONE
+    [customer] = _customers_with_site(emulators, "99120")
+    assert emulators.powercode.customer_services[int(str(customer["customerID"]))] == {
+        165: 1,
+        172: 1,
+    }
+    page = operator.get(f"/orders/{order_id}").get_data(as_text=True)
+    assert ">done<" in page
+    assert "operator: retry" in page  # the person's action is in the order's story
+    assert _audit(console_runtime, HELD) == ["retry"]
+
+
+def test_mark_resolved_needs_a_note_and_closes_the_order(
+    console_runtime: Runtime, worker: Worker, client_as: Callable[[Role], FlaskClient]
+) -> None:
+    queue_order(console_runtime, HELD)
+    worker.run_until_idle()
+    operator = client_as(Role.OPERATOR)
+    order_id = _order_id(console_runtime, HELD)
+
+    refused = post_form(operator, f"/orders/{order_id}/resolve", {"note": "   "})
+    assert refused.status_code == 303
+    assert "Not done: write a note" in operator.get(f"/orders/{order_id}").get_data(as_text=True)
+    assert load_order(console_runtime, HELD).state == OrderState.WAITING
+
+    post_form(operator, f"/orders/{order_id}/resolve", {"note": "Created by hand as PC#777"})
+    order = load_order(console_runtime, HELD)
+    assert order.state == OrderState.DONE
+    assert order.reason == "resolved by hand by operator: Created by hand as PC#777"
+    assert worker.run_until_idle() == 0  # nothing more to do for it
+    page = operator.get(f"/orders/{order_id}").get_data(as_text=True)
+    assert "resolved by hand" in page and "Created by hand as PC#777" in page
+    assert _audit(console_runtime, HELD) == ["resolve"]
+
+
+def test_ignore_stops_work_on_the_order(
+    console_runtime: Runtime, worker: Worker, client_as: Callable[[Role], FlaskClient]
+) -> None:
+    queue_order(console_runtime, PLAIN)  # not worked on yet
+    operator = client_as(Role.OPERATOR)
+    post_form(
+        operator, f"/orders/{_order_id(console_runtime, PLAIN)}/ignore", {"note": "a test order"}
+    )
+    assert worker.run_until_idle() == 0
+    order = load_order(console_runtime, PLAIN)
+    assert order.state == OrderState.IGNORED
+    assert order.customer_id is None
+    assert _audit(console_runtime, PLAIN) == ["ignore"]
+
+
+def test_resend_queues_the_latest_email_again_with_its_own_message_id(
+    console_runtime: Runtime,
+    worker: Worker,
+    emulators: Emulators,
+    client_as: Callable[[Role], FlaskClient],
+) -> None:
+    queue_order(console_runtime, HELD)
+    worker.run_until_idle()
+    assert len(emulators.smtp.messages) == 1
+    post_form(client_as(Role.OPERATOR), f"/orders/{_order_id(console_runtime, HELD)}/resend")
+    worker.run_until_idle()
+    ids = [str(m["Message-ID"]) for m in emulators.smtp.messages]
+    assert ids == [
+        f"<held.{HELD}@utopia-handler.local>",
+        f"<held.{HELD}.1@utopia-handler.local>",
+    ]
+    assert emulators.smtp.messages[0]["Subject"] == emulators.smtp.messages[1]["Subject"]
+
+
+def test_re_running_steps_of_a_finished_order_never_makes_a_second_customer_or_ticket(
+    console_runtime: Runtime,
+    worker: Worker,
+    emulators: Emulators,
+    client_as: Callable[[Role], FlaskClient],
+) -> None:
+    queue_order(console_runtime, PLAIN)
+    worker.run_until_idle()
+    assert load_order(console_runtime, PLAIN).state == OrderState.DONE
+    operator = client_as(Role.OPERATOR)
+    order_id = _order_id(console_runtime, PLAIN)
+
+    refused = post_form(operator, f"/orders/{order_id}/retry", {"from_step": "create_customer"})
+    assert refused.status_code == 303
+    page = operator.get(f"/orders/{order_id}").get_data(as_text=True)
+    assert "Not done: customer #" in page and "retry from find_customer" in page
+
+    post_form(operator, f"/orders/{order_id}/retry", {"from_step": "find_customer"})
+    worker.run_until_idle()
+    order = load_order(console_runtime, PLAIN)
+    assert order.state == OrderState.DONE
+    assert len(_customers_with_site(emulators, "204817")) == 1
+    assert len(emulators.powercode.tickets) == 1
+    page = operator.get(f"/orders/{order_id}").get_data(as_text=True)
+    assert f"ticket {order.ticket_id} was opened by this order before" in page
+
+
+def test_search_by_name_ref_site_or_powercode_id_keeps_the_text_out_of_urls(
+    console_runtime: Runtime, worker: Worker, client_as: Callable[[Role], FlaskClient]
+) -> None:
+    for ref in (PLAIN, UNIT, HELD):
+        queue_order(console_runtime, ref)
+    worker.run_until_idle()
+    plain_customer = load_order(console_runtime, PLAIN).customer_id
+    viewer = client_as(Role.VIEWER)
+
+    def search(text: str) -> str:
+        answer = post_form(viewer, "/orders/search", {"q": text})
+        assert answer.status_code == 303
+        assert answer.headers["Location"] == "/orders"  # the text stays in the session
+        page = viewer.get("/orders").get_data(as_text=True)
+        hrefs = " ".join(re.findall(r'(?:href|action)="([^"]*)"', page))
+        assert text.casefold() not in hrefs.casefold()
+        return page
+
+    found = search("whitfield")
+    assert HELD in found and PLAIN not in found and UNIT not in found
+    assert 'waiting for a person <span class="count">1</span>' in found
+    assert PLAIN in search("204817") and UNIT not in search("204817")
+    assert PLAIN in search(str(plain_customer))
+    only_unit = search("004218")
+    assert UNIT in only_unit and PLAIN not in only_unit
+    assert "No orders" in search("nobody-by-this-name")
+
+    post_form(viewer, "/orders/search/clear")
+    everything = viewer.get("/orders").get_data(as_text=True)
+    assert all(ref in everything for ref in (PLAIN, UNIT, HELD))
+    done = viewer.get("/orders?state=done").get_data(as_text=True)
+    assert PLAIN in done and UNIT in done and HELD not in done
+
+
+def test_orders_are_paged(
+    console_runtime: Runtime, client_as: Callable[[Role], FlaskClient]
+) -> None:
+    for number in range(55):
+        queue_order(console_runtime, f"UIA202612-{number:06d}")
+    viewer = client_as(Role.VIEWER)
+    first = viewer.get("/orders").get_data(as_text=True)
+    assert first.count("UIA202612-") == 50 and "Page 1 of 2" in first
+    second = viewer.get("/orders?page=2").get_data(as_text=True)
+    assert second.count("UIA202612-") == 5 and "UIA202612-000000" in second
+
+
+def test_the_order_page_tells_the_whole_story(
+    console_runtime: Runtime, worker: Worker, client_as: Callable[[Role], FlaskClient]
+) -> None:
+    queue_order(console_runtime, HELD)
+    queue_order(console_runtime, PLAIN)
+    worker.run_until_idle()
+    viewer = client_as(Role.VIEWER)
+    held = viewer.get(f"/orders/{_order_id(console_runtime, HELD)}").get_data(as_text=True)
+    for words in (
+        "Why it waits",
+        "plan &#39;2 Gbps&#39; has no PowerCode service mapping",
+        "Callback from UTOPIA: Project New Order",
+        "new order queued",
+        "Look up the contract at UTOPIA",
+        "Choose the PowerCode services",
+        "stopped for a person",
+        "E-mail to staff: order waiting for a person",
+        "Dale Whitfield",
+        "87 N 400 E",
+    ):
+        assert words in held, words
+
+    plain = load_order(console_runtime, PLAIN)
+    page = viewer.get(f"/orders/{plain.id}").get_data(as_text=True)
+    link = f"index.php?q&amp;page=/customers/_view.php&amp;customerid={plain.customer_id}"
+    assert link in page
+    assert f"{plain.ticket_id}" in page
+    assert "created by this order" in page
+
+
+def test_customer_data_is_escaped_and_kept_out_of_page_titles(
+    console_runtime: Runtime, worker: Worker, client_as: Callable[[Role], FlaskClient]
+) -> None:
+    queue_order(console_runtime, HELD)
+    worker.run_until_idle()
+    evil = "<script>alert(1)</script>"
+    with console_runtime.store.write() as session:
+        order = queries.find_order(session, HELD)
+        assert order is not None and order.contract is not None
+        order.customer_name = evil
+        order.contract = {
+            **order.contract,
+            "customer": {**order.contract["customer"], "first_name": evil},
+        }
+        order.reason = f"choose_plans: {evil}"
+    viewer = client_as(Role.VIEWER)
+    for path in (f"/orders/{_order_id(console_runtime, HELD)}", "/orders", "/"):
+        page = viewer.get(path).get_data(as_text=True)
+        assert "<script>alert(1)" not in page, path
+        assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page, path
+        title = re.search(r"<title>(.*?)</title>", page, re.S)
+        assert title is not None
+        assert "Whitfield" not in title.group(1) and HELD not in title.group(1)
+
+
+def test_not_handled_callbacks_are_listed_for_staff(
+    console_runtime: Runtime, client_as: Callable[[Role], FlaskClient]
+) -> None:
+    with console_runtime.store.write() as session:
+        for msg in ("Project Install Scheduled", "Project Install Scheduled", "Port Complete"):
+            queries.record_callback(
+                session,
+                order_ref=PLAIN,
+                msg=msg,
+                event=f"event {msg}",
+                body="{}",
+                remote_addr="127.0.0.1",
+                now=utcnow(),
+            )
+    page = client_as(Role.VIEWER).get("/callbacks/not-handled").get_data(as_text=True)
+    assert "“Project Install Scheduled”: 1" in page  # the second was a repeat of the first
+    assert "“Port Complete”: 1" in page
+    assert page.count(PLAIN) == 2
+
+
+def test_the_audit_log_shows_who_did_what_to_which_order(
+    console_runtime: Runtime, worker: Worker, client_as: Callable[[Role], FlaskClient]
+) -> None:
+    queue_order(console_runtime, HELD)
+    worker.run_until_idle()
+    operator = client_as(Role.OPERATOR)
+    post_form(
+        operator, f"/orders/{_order_id(console_runtime, HELD)}/ignore", {"note": "dup of 4220"}
+    )
+    page = client_as(Role.VIEWER).get("/audit").get_data(as_text=True)
+    assert re.search(
+        r"operator</td>\s*<td[^>]*>ignore</td>\s*<td[^>]*><a href=\"/orders/\d+\">" + HELD, page
+    )
+    assert "dup of 4220" in page
+    assert "login" in page
+    with console_runtime.store.read() as session:
+        assert session.scalar(select(Notification.id).limit(1)) is not None
+        assert (
+            session.scalar(select(Order.state).where(Order.order_ref == HELD)) == OrderState.IGNORED
+        )
