@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -17,6 +18,7 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
@@ -36,6 +38,8 @@ class Store:
         )
         self._reader = sessionmaker(reader_engine, expire_on_commit=False)
         self._impatient_writers: dict[int, sessionmaker[Session]] = {}
+        # Re-entrant: a nested write in one thread keeps the behaviour it had without the queue.
+        self._write_gate = threading.RLock()
 
     @contextmanager
     def write(self, *, wait_seconds: float | None = None) -> Iterator[Session]:
@@ -45,12 +49,32 @@ class Store:
         SQLite, the server's own on PostgreSQL) before failing with an OperationalError.
         """
         factory = self._writer if wait_seconds is None else self._impatient(wait_seconds)
-        with factory() as session, session.begin():
+        with self._writer_turn(wait_seconds), factory() as session, session.begin():
             if wait_seconds is not None and not self.is_sqlite:
                 # SET cannot take bind parameters; the value is a number we computed.
                 ms = max(1, int(wait_seconds * 1000))
                 session.execute(text(f"SET LOCAL lock_timeout = {ms}"))
             yield session
+
+    @contextmanager
+    def _writer_turn(self, wait_seconds: float | None) -> Iterator[None]:
+        """On SQLite, this process's writers queue here, in order, for the one write lock.
+
+        SQLite makes a busy writer sleep and retry with growing pauses (up to 100 ms each), so
+        threads of one process fighting over the lock waste most of their time asleep; a queue
+        hands the lock over at once. Other processes still meet SQLite's own busy wait.
+        """
+        if not self.is_sqlite:
+            yield
+            return
+        if not self._write_gate.acquire(timeout=30.0 if wait_seconds is None else wait_seconds):
+            raise OperationalError(
+                "BEGIN IMMEDIATE", {}, sqlite3.OperationalError("database is locked")
+            )
+        try:
+            yield
+        finally:
+            self._write_gate.release()
 
     def _impatient(self, wait_seconds: float) -> sessionmaker[Session]:
         """A writer session factory whose SQLite busy wait is `wait_seconds` (cached per value)."""

@@ -12,7 +12,7 @@ import hashlib
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, func, or_, select, update
+from sqlalchemy import ColumnElement, bindparam, func, insert, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -45,6 +45,31 @@ def _insert(session: Session, table: Any) -> Any:
     return (postgresql if dialect == "postgresql" else sqlite).insert(table)
 
 
+def _insert_new(session: Session, model: Any, unique: str, row: dict[str, Any]) -> int | None:
+    """Insert a row unless the `unique` column already holds its value; the new id, or None.
+
+    Written as SQL that SQLite (3.35+) and PostgreSQL both speak: SQLAlchemy cannot cache the
+    compiled form of its dialect-specific ON CONFLICT construct, and this runs for every callback.
+    """
+    statement = _INSERT_NEW.get((model, unique))
+    if statement is None:
+        columns = model.__table__.c
+        names = list(row)
+        # Table and column names are ours, never input; the values are bound parameters.
+        sql = (
+            f"INSERT INTO {model.__tablename__} ({', '.join(names)}) "  # noqa: S608
+            f"VALUES ({', '.join(':' + n for n in names)}) "
+            f"ON CONFLICT ({unique}) DO NOTHING RETURNING id"
+        )
+        statement = text(sql).bindparams(*(bindparam(n, type_=columns[n].type) for n in names))
+        _INSERT_NEW[(model, unique)] = statement
+    inserted: int | None = session.execute(statement, row).scalar_one_or_none()
+    return inserted
+
+
+_INSERT_NEW: dict[tuple[Any, str], Any] = {}
+
+
 # Callbacks ---------------------------------------------------------------------------------------
 
 
@@ -62,22 +87,22 @@ def record_callback(
     kind = msg.strip().casefold()
     order_id: int | None = None
     if kind == NEW_ORDER_MSG:
-        inserted = session.execute(
-            _insert(session, Order)
-            .values(
-                order_ref=order_ref,
-                state=OrderState.RECEIVED,
-                step=Step.LOOKUP_CONTRACT,
-                created_at=now,
-                updated_at=now,
-                next_attempt_at=now,
-                run=1,
-                step_attempts=0,
-                customer_created=False,
-            )
-            .on_conflict_do_nothing(index_elements=["order_ref"])
-            .returning(Order.id)
-        ).scalar_one_or_none()
+        inserted = _insert_new(
+            session,
+            Order,
+            "order_ref",
+            {
+                "order_ref": order_ref,
+                "state": OrderState.RECEIVED,
+                "step": Step.LOOKUP_CONTRACT,
+                "created_at": now,
+                "updated_at": now,
+                "next_attempt_at": now,
+                "run": 1,
+                "step_attempts": 0,
+                "customer_created": False,
+            },
+        )
         if inserted is not None:
             order_id, outcome = inserted, CallbackOutcome.QUEUED
         else:
@@ -86,21 +111,21 @@ def record_callback(
     elif kind == TEST_MSG:
         window = int(now.timestamp() // TEST_REPEAT_WINDOW.total_seconds())
         digest = hashlib.sha256(f"{order_ref}|{event}".encode()).hexdigest()[:16]
-        inserted = session.execute(
-            _insert(session, Notification)
-            .values(
-                order_id=None,
-                kind=NotificationKind.TEST,
-                message_id=f"test.{digest}.{window}",
-                context={"order_ref": order_ref, "event": event or ""},
-                state=NotificationState.PENDING,
-                created_at=now,
-                next_attempt_at=now,
-                attempts=0,
-            )
-            .on_conflict_do_nothing(index_elements=["message_id"])
-            .returning(Notification.id)
-        ).scalar_one_or_none()
+        inserted = _insert_new(
+            session,
+            Notification,
+            "message_id",
+            {
+                "order_id": None,
+                "kind": NotificationKind.TEST,
+                "message_id": f"test.{digest}.{window}",
+                "context": {"order_ref": order_ref, "event": event or ""},
+                "state": NotificationState.PENDING,
+                "created_at": now,
+                "next_attempt_at": now,
+                "attempts": 0,
+            },
+        )
         outcome = CallbackOutcome.TEST_QUEUED if inserted is not None else CallbackOutcome.REPEAT
     else:
         seen = session.scalar(
@@ -110,8 +135,9 @@ def record_callback(
         )
         outcome = CallbackOutcome.REPEAT if seen is not None else CallbackOutcome.NOT_HANDLED
         order_id = session.scalar(select(Order.id).where(Order.order_ref == order_ref))
-    session.add(
-        Callback(
+    # A Core insert: the ORM's unit of work costs more than the rest of this function together.
+    session.execute(
+        insert(Callback).values(
             received_at=now,
             order_ref=order_ref,
             msg=msg,
