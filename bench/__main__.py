@@ -55,7 +55,9 @@ class Profile:
     models: tuple[str, ...]
 
 
-FULL = Profile(10, 10, 200, 32, 500, 100, 0.05, (1, 4, 16), ("sqlite", "postgresql"), ("serve", "web"))
+FULL = Profile(
+    10, 10, 200, 32, 500, 100, 0.05, (1, 4, 16), ("sqlite", "postgresql"), ("serve", "web")
+)
 SMOKE = Profile(2, 2, 100, 16, 40, 10, 0.01, (4,), ("sqlite",), ("serve",))
 
 
@@ -122,12 +124,14 @@ class StandIns:
 
         from utopia_handler.emulators.seed import make_order
 
-        rng = random.Random(7)  # noqa: S311 - made-up data
+        rng = random.Random(7)  # made-up data, not security
         refs = []
         with httpx.Client(timeout=10) as client:
             for index in range(count):
                 ref, contract = make_order(index, rng)
-                client.post(f"{self.utopia}/_emulator/orders", json={"orderref": ref, "contract": contract}).raise_for_status()
+                client.post(
+                    f"{self.utopia}/_emulator/orders", json={"orderref": ref, "contract": contract}
+                ).raise_for_status()
                 refs.append(ref)
         return refs
 
@@ -175,14 +179,18 @@ def database(kind: str, workdir: Path) -> Iterator[str | None]:
 
 def disk_ceiling(kind: str, url: str, seconds: float) -> float:
     """Durable commits per second with nothing else in the way: the ceiling of the store."""
-    body = json.dumps({"event": "Project Update", "orderref": "UIA202611-000000", "msg": "Project New Order"})
+    body = json.dumps(
+        {"event": "Project Update", "orderref": "UIA202611-000000", "msg": "Project New Order"}
+    )
     count, stop_at = 0, time.perf_counter() + seconds
     if kind == "sqlite":
         path = url.removeprefix("sqlite:///") + ".ceiling"
         connection = sqlite3.connect(path, isolation_level=None)
         connection.execute("PRAGMA journal_mode=WAL")
         connection.execute("PRAGMA synchronous=FULL")
-        connection.execute("CREATE TABLE IF NOT EXISTS t (id INTEGER PRIMARY KEY, ref TEXT, body TEXT)")
+        connection.execute(
+            "CREATE TABLE IF NOT EXISTS t (id INTEGER PRIMARY KEY, ref TEXT, body TEXT)"
+        )
         start = time.perf_counter()
         while time.perf_counter() < stop_at:
             connection.execute("BEGIN IMMEDIATE")
@@ -196,12 +204,16 @@ def disk_ceiling(kind: str, url: str, seconds: float) -> float:
     # PostgreSQL commits from several connections share one flush: 8 writers, like the web threads.
     counts = [0] * 8
     with psycopg.connect(url, autocommit=True) as setup:
-        setup.execute("CREATE TABLE IF NOT EXISTS ceiling (id serial PRIMARY KEY, ref text, body text)")
+        setup.execute(
+            "CREATE TABLE IF NOT EXISTS ceiling (id serial PRIMARY KEY, ref text, body text)"
+        )
 
     def writer(slot: int) -> None:
         with psycopg.connect(url, autocommit=True) as connection:
             while time.perf_counter() < stop_at:
-                connection.execute("INSERT INTO ceiling (ref, body) VALUES (%s, %s)", (f"R{slot}", body))
+                connection.execute(
+                    "INSERT INTO ceiling (ref, body) VALUES (%s, %s)", (f"R{slot}", body)
+                )
                 counts[slot] += 1
 
     start = time.perf_counter()
@@ -296,16 +308,32 @@ def measure_acknowledgement(model: str, kind: str, profile: Profile, workdir: Pa
             run = secrets.token_hex(3)
 
             def requests_for(path: str, phase: str) -> Any:
-                return lambda i: build_request("127.0.0.1", port, path, callback_body(i, f"B{run}{phase}"), headers)
+                return lambda i: build_request(
+                    "127.0.0.1", port, path, callback_body(i, f"B{run}{phase}"), headers
+                )
 
-            asyncio.run(closed_loop("127.0.0.1", port, requests_for("/bench/noop", "w"), 8, 1.0))  # warm-up
+            asyncio.run(
+                closed_loop("127.0.0.1", port, requests_for("/bench/noop", "w"), 8, 1.0)
+            )  # warm-up
             results: dict[str, LoadResult] = {}
             for path, label in (("/bench/noop", "no-op"), ("/api-callback", "callback")):
                 results[f"{label} @ {profile.rate:g}/s"] = asyncio.run(
-                    open_loop("127.0.0.1", port, requests_for(path, label[0] + "o"), profile.rate, profile.steady_seconds)
+                    open_loop(
+                        "127.0.0.1",
+                        port,
+                        requests_for(path, label[0] + "o"),
+                        profile.rate,
+                        profile.steady_seconds,
+                    )
                 )
                 results[f"{label} saturated"] = asyncio.run(
-                    closed_loop("127.0.0.1", port, requests_for(path, label[0] + "c"), profile.connections, profile.saturation_seconds)
+                    closed_loop(
+                        "127.0.0.1",
+                        port,
+                        requests_for(path, label[0] + "c"),
+                        profile.connections,
+                        profile.saturation_seconds,
+                    )
                 )
             rss = target.rss_mb()
         finally:
@@ -332,7 +360,16 @@ def measure_acknowledgement(model: str, kind: str, profile: Profile, workdir: Pa
         rows.append(Row("ack", cells))
     rows.append(Row("ceiling", {"setup": f"{kind}", "durable commits/s": f"{ceiling:,.0f}"}))
     rss_text = ", ".join(f"{name} {mb:.0f}" for name, mb in rss.items())
-    rows.append(Row("footprint", {"setup": f"{model} / {kind}", "ready in s": f"{target.startup_seconds:.2f}", "peak RSS MB": rss_text}))
+    rows.append(
+        Row(
+            "footprint",
+            {
+                "setup": f"{model} / {kind}",
+                "ready in s": f"{target.startup_seconds:.2f}",
+                "peak RSS MB": rss_text,
+            },
+        )
+    )
     return rows
 
 
@@ -356,7 +393,9 @@ def measure_end_to_end(profile: Profile, workdir: Path) -> list[Row]:
             with httpx.Client(timeout=30, headers={"X-Callback-Token": TOKEN}) as client:
                 for ref in refs:
                     body = {"event": "Project Update", "orderref": ref, "msg": "Project New Order"}
-                    client.post(f"http://127.0.0.1:{target.port}/api-callback", json=body).raise_for_status()
+                    client.post(
+                        f"http://127.0.0.1:{target.port}/api-callback", json=body
+                    ).raise_for_status()
             finished = wait_until_finished(url, orders, timeout=3600)
             elapsed = time.perf_counter() - started
             calls = stand_ins.calls() - calls_before
@@ -381,7 +420,10 @@ def measure_end_to_end(profile: Profile, workdir: Path) -> list[Row]:
                 },
             )
         )
-        print(f"  end to end, concurrency {concurrency}: {elapsed:.1f} s (ideal {ideal:.1f} s)", flush=True)
+        print(
+            f"  end to end, concurrency {concurrency}: {elapsed:.1f} s (ideal {ideal:.1f} s)",
+            flush=True,
+        )
     return rows
 
 
@@ -396,7 +438,9 @@ def wait_until_finished(url: str, orders: int, timeout: float) -> int:
             done = connection.execute(
                 "SELECT count(*) FROM orders WHERE state NOT IN ('received', 'in_progress')"
             ).fetchone()[0]
-            pending = connection.execute("SELECT count(*) FROM notifications WHERE state = 'pending'").fetchone()[0]
+            pending = connection.execute(
+                "SELECT count(*) FROM notifications WHERE state = 'pending'"
+            ).fetchone()[0]
         except sqlite3.OperationalError:
             done, pending = 0, 1
         finally:
@@ -412,14 +456,24 @@ def wait_until_finished(url: str, orders: int, timeout: float) -> int:
 
 def machine() -> list[str]:
     cpu = next(
-        (line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name")),
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
         platform.processor(),
     )
     memory = next(
-        (line.split()[1] for line in Path("/proc/meminfo").read_text().splitlines() if line.startswith("MemTotal")), "?"
+        (
+            line.split()[1]
+            for line in Path("/proc/meminfo").read_text().splitlines()
+            if line.startswith("MemTotal")
+        ),
+        "?",
     )
     versions = ", ".join(
-        f"{name} {metadata.version(name)}" for name in ("flask", "waitress", "gunicorn", "sqlalchemy", "psycopg", "httpx")
+        f"{name} {metadata.version(name)}"
+        for name in ("flask", "waitress", "gunicorn", "sqlalchemy", "psycopg", "httpx")
     )
     return [
         f"- date: {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC",
@@ -453,10 +507,18 @@ def render(rows: list[Row], profile: Profile, command: str) -> str:
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="./run bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--smoke", action="store_true", help="a short run for CI; BENCHMARKS.md is not written")
+    parser = argparse.ArgumentParser(
+        prog="./run bench",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--smoke", action="store_true", help="a short run for CI; BENCHMARKS.md is not written"
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "BENCHMARKS.md")
-    parser.add_argument("--skip", action="append", default=[], help="skip a part: ack, e2e, postgresql, web")
+    parser.add_argument(
+        "--skip", action="append", default=[], help="skip a part: ack, e2e, postgresql, web"
+    )
     args = parser.parse_args(argv)
     profile = SMOKE if args.smoke else FULL
     rows: list[Row] = []

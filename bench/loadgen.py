@@ -107,7 +107,11 @@ async def _one(conn: _Connection, request: bytes, result: LoadResult, started: f
 
 
 async def open_loop(
-    host: str, port: int, make_request: Callable[[int], bytes], rate: float, seconds: float,
+    host: str,
+    port: int,
+    make_request: Callable[[int], bytes],
+    rate: float,
+    seconds: float,
     connections: int = 64,
 ) -> LoadResult:
     """Offer `rate` requests per second for `seconds`, whatever the server's pace."""
