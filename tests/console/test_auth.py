@@ -106,6 +106,25 @@ def test_many_failures_from_one_address_throttle_that_address(
     assert log_in(colleague, "admin", PASSWORDS[Role.ADMIN]).status_code == 303
 
 
+def test_behind_a_trusted_proxy_the_throttle_counts_the_real_sender(
+    make_runtime: Callable[..., Runtime], users: dict[Role, str]
+) -> None:
+    proxied = create_app(make_runtime(SESSION_COOKIE_SECURE="false", TRUSTED_PROXIES="127.0.0.1"))
+
+    def through_nginx(sender: str) -> FlaskClient:
+        client = proxied.test_client()
+        client.environ_base["REMOTE_ADDR"] = "127.0.0.1"
+        client.environ_base["HTTP_X_FORWARDED_FOR"] = sender
+        return client
+
+    attacker = through_nginx("198.51.100.7")
+    for number in range(accounts.MAX_FAILURES_PER_ADDRESS):
+        assert log_in(attacker, f"guess{number}", "wrong-password-xyz").status_code == 401
+    assert log_in(attacker, "admin", PASSWORDS[Role.ADMIN]).status_code == 429
+    # A colleague behind the same nginx is not locked out by the attacker's failures.
+    assert log_in(through_nginx("198.51.100.8"), "admin", PASSWORDS[Role.ADMIN]).status_code == 303
+
+
 def test_throttling_holds_across_processes_sharing_the_database(
     make_runtime: Callable[..., Runtime], users: dict[Role, str], app: Flask
 ) -> None:

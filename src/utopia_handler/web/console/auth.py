@@ -30,6 +30,7 @@ from utopia_handler.web.console.common import (
     runtime,
     template_globals,
 )
+from utopia_handler.web.security import client_address
 
 log = logging.getLogger("utopia_handler.web.console")
 
@@ -103,7 +104,14 @@ def login() -> ResponseReturnValue:
     if request.method == "POST":
         name = request.form.get("username", "")[:200]
         password = request.form.get("password", "")[:2000]
-        address = request.remote_addr or "unknown"
+        # Behind a trusted proxy (TRUSTED_PROXIES) the throttle counts the real sender, so one
+        # person's failures do not lock out everybody who comes through nginx.
+        source = client_address(
+            request.remote_addr,
+            request.headers.getlist("X-Forwarded-For"),
+            runtime().settings.web.guard.trusted_proxies,
+        )
+        address = str(source) if source is not None else (request.remote_addr or "unknown")
         outcome = accounts.log_in(runtime().store, name, password, address, utcnow())
         if outcome.token is not None:
             session.clear()  # nothing from before the login carries over
