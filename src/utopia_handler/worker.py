@@ -22,6 +22,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
 
 from utopia_handler.clients.errors import OutsideError, RejectedError, RetryableError
 from utopia_handler.clients.utopia import Contract
@@ -277,8 +278,13 @@ class Worker:
     def _work_on_order(self, order_id: int) -> None:
         """Run the order's steps while they are due; the one catch-all for an order."""
         try:
-            while not self._stopping.is_set() and self._run_step(order_id):
-                pass
+            with self.runtime.store.write() as session:
+                order = queries.owned_order(session, order_id, self.name)
+                prepared = self._prepare_step(session, order, self.clock())
+            # A step in hand is finished even when a stop is asked for: stopping halfway would
+            # leave an attempt that may look applied to the next worker.
+            while prepared is not None:
+                prepared = self._run_step(order_id, prepared)
         except queries.LeaseLost:
             log_event(log, "order.lease_lost", logging.WARNING, order_id=order_id, worker=self.name)
         except SQLAlchemyError as error:
@@ -303,32 +309,34 @@ class Worker:
         except SQLAlchemyError:
             pass  # the lease expires on its own
 
-    def _run_step(self, order_id: int) -> bool:
-        """Run the order's current step and record its outcome; True if the next step is due now."""
-        now = self.clock()
-        with self.runtime.store.write() as session:
-            order = queries.owned_order(session, order_id, self.name)
-            if order.state not in ACTIVE_STATES or order.step == Step.FINISHED:
-                return False
-            if order.next_attempt_at > now:
-                return False
-            step = order.step
-            count, maybe_applied = queries.earlier_attempts(session, order, step)
-            view = _order_view(order, count, maybe_applied)
-            attempt = queries.start_attempt(session, order, self.name, now)
-            attempt_id, attempt_number, order_ref = attempt.id, attempt.attempt, order.order_ref
+    def _prepare_step(self, session: Session, order: Order, now: datetime) -> _Prepared | None:
+        """Write the attempt row of the order's current step, if that step is due now."""
+        if order.state not in ACTIVE_STATES or order.step == Step.FINISHED:
+            return None
+        if order.next_attempt_at > now:
+            return None
+        step = order.step
+        count, maybe_applied = queries.earlier_attempts(session, order, step)
+        view = _order_view(order, count, maybe_applied)
+        attempt = queries.start_attempt(session, order, self.name, now)
+        return _Prepared(step, view, attempt.id, attempt.attempt, order.order_ref)
+
+    def _run_step(self, order_id: int, prepared: _Prepared) -> _Prepared | None:
+        """Run one prepared step and record its outcome; the next step, prepared, if it is due."""
+        step, view, attempt_id = prepared.step, prepared.view, prepared.attempt_id
+        attempt_number, order_ref = prepared.attempt_number, prepared.order_ref
         log_event(log, "step.start", order=order_ref, step=step.value, attempt=attempt_number)
         try:
             result = self.runtime.provisioner.run(step, view)
         except Hold as hold:
             self._hold(order_id, attempt_id, AttemptOutcome.HELD, step, str(hold), hold)
-            return False
+            return None
         except RejectedError as error:
             self._hold(order_id, attempt_id, AttemptOutcome.REJECTED, step, str(error), error)
-            return False
+            return None
         except RetryableError as error:
             self._schedule_retry(order_id, attempt_id, step, error)
-            return False
+            return None
         except Exception as error:  # the catch-all: record it with the order, hand it to a person
             log_event(
                 log,
@@ -345,12 +353,13 @@ class Worker:
             )
             reason = f"internal error ({type(error).__name__}); the log has the details"
             self._hold(order_id, attempt_id, AttemptOutcome.FAILED, step, reason, error)
-            return False
+            return None
         return self._record_success(order_id, attempt_id, step, result)
 
     def _record_success(
         self, order_id: int, attempt_id: int, step: Step, result: StepResult
-    ) -> bool:
+    ) -> _Prepared | None:
+        """Record a finished step and, in the same commit, start the next one if it is due."""
         now = self.clock()
         with self.runtime.store.write() as session:
             order = queries.owned_order(session, order_id, self.name)
@@ -382,6 +391,12 @@ class Worker:
                     now,
                 )
             order_ref, state = order.order_ref, order.state
+            # One commit instead of two per step; not when stopping, so no step starts then.
+            following = (
+                self._prepare_step(session, order, now)
+                if result.final_state is None and not self._stopping.is_set()
+                else None
+            )
         log_event(
             log,
             "step.ok",
@@ -393,7 +408,7 @@ class Worker:
         )
         if result.notify is not None:
             self.wakeup.set()
-        return result.final_state is None
+        return following
 
     def _hold(
         self,
@@ -599,6 +614,17 @@ class Worker:
                 notification_id=notification_id,
                 error=type(error).__name__,
             )
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    """A step whose attempt row is written: what it needs to run."""
+
+    step: Step
+    view: OrderView
+    attempt_id: int
+    attempt_number: int
+    order_ref: str
 
 
 def _release(order: Order) -> None:
