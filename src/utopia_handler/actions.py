@@ -103,18 +103,38 @@ def _note(note: str) -> str:
     return text
 
 
+def _close_by_hand(
+    session: Session,
+    order_ref: str,
+    note: str,
+    now: datetime,
+    *,
+    actor: str,
+    state: OrderState,
+    reason: str,
+    action: str,
+) -> Order:
+    order = _open_order(
+        session, order_ref, now, "marked resolved" if action == "resolve" else "ignored"
+    )
+    text = _note(note)
+    order.state = state
+    order.reason = f"{reason}{actor}: {text}"
+    order.retrying_since = None
+    order.updated_at = now
+    audit.record(session, actor, action, now, order_ref=order_ref, detail=text)
+    return order
+
+
 def resolve_order(
     session: Session, order_ref: str, note: str, now: datetime, *, actor: str
 ) -> Order:
     """Close an order a person completed by hand (in PowerCode): done, with their note."""
-    order = _open_order(session, order_ref, now, "marked resolved")
-    text = _note(note)
-    order.state = OrderState.DONE
+    order = _close_by_hand(
+        session, order_ref, note, now,
+        actor=actor, state=OrderState.DONE, reason=RESOLVED_PREFIX, action="resolve",
+    )  # fmt: skip
     order.step = Step.FINISHED
-    order.reason = f"{RESOLVED_PREFIX}{actor}: {text}"
-    order.retrying_since = None
-    order.updated_at = now
-    audit.record(session, actor, "resolve", now, order_ref=order_ref, detail=text)
     return order
 
 
@@ -122,14 +142,10 @@ def ignore_order(
     session: Session, order_ref: str, note: str, now: datetime, *, actor: str
 ) -> Order:
     """Stop work on an order nothing is to be done for; a later retry goes on where it stopped."""
-    order = _open_order(session, order_ref, now, "ignored")
-    text = _note(note)
-    order.state = OrderState.IGNORED
-    order.reason = f"ignored by {actor}: {text}"
-    order.retrying_since = None
-    order.updated_at = now
-    audit.record(session, actor, "ignore", now, order_ref=order_ref, detail=text)
-    return order
+    return _close_by_hand(
+        session, order_ref, note, now,
+        actor=actor, state=OrderState.IGNORED, reason="ignored by ", action="ignore",
+    )  # fmt: skip
 
 
 def is_resolved_by_hand(order: Order) -> bool:
