@@ -14,14 +14,14 @@ import logging
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 import httpx
 
 from utopia_handler.clients.errors import RejectedError
 from utopia_handler.clients.http import (
     DEFAULT_TIMEOUTS,
+    ClientBase,
     HttpSession,
     as_int,
     as_records,
@@ -137,7 +137,7 @@ def _optional(fields: dict[str, str], name: str, value: int | str | None) -> Non
         fields[name] = str(value)
 
 
-class PowerCodeClient:
+class PowerCodeClient(ClientBase):
     """PowerCode's classic API and UAPI, as provisioning needs them."""
 
     def __init__(
@@ -411,18 +411,3 @@ class PowerCodeClient:
                 text += f" ({clip(result, self._http.secrets)})"
             raise RejectedError(SERVICE, text, code=response.status_code)
         return result
-
-    def close(self) -> None:
-        """Close the HTTP connections."""
-        self._http.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()

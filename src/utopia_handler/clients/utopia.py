@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import logging
 from dataclasses import asdict, dataclass
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 import httpx
 
 from utopia_handler.clients.errors import RejectedError
 from utopia_handler.clients.http import (
     DEFAULT_TIMEOUTS,
+    ClientBase,
     HttpSession,
     as_records,
     as_text,
@@ -184,7 +184,7 @@ def parse_contract(order_ref: str, payload: Any) -> Contract:
     )
 
 
-class UtopiaClient:
+class UtopiaClient(ClientBase):
     """UTOPIA's provider API, as the new-order flow needs it."""
 
     def __init__(
@@ -266,18 +266,3 @@ class UtopiaClient:
     @staticmethod
     def _auth_failed() -> RejectedError:
         return RejectedError(SERVICE, "authentication failed: check UTOPIA_API_KEY", code=401)
-
-    def close(self) -> None:
-        """Close the HTTP connections."""
-        self._http.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
