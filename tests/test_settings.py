@@ -66,9 +66,9 @@ summary = "New install: {{ customer_name }}"
 category = 3
 ticket_type = 2
 status = 1
-responsible_user = 12
+responsible_user = "Install Team"
 responsible_group = 4
-customer_viewable = true
+customer_viewable = false
 template_dir = "templates"
 template_file = "install.html"
 
@@ -203,8 +203,8 @@ def test_toml_tables_are_parsed(tmp_path: Path) -> None:
     ticket = provisioning.ticket
     assert ticket.summary == "New install: {{ customer_name }}"
     assert (ticket.category, ticket.ticket_type, ticket.status) == (3, 2, 1)
-    assert (ticket.responsible_user, ticket.responsible_group) == (12, 4)
-    assert ticket.customer_viewable is True
+    assert (ticket.responsible_user, ticket.responsible_group) == ("Install Team", 4)
+    assert ticket.customer_viewable is False
     # A relative folder in the TOML file is next to the file, not the working directory.
     assert ticket.template_dir == tmp_path / "templates"
     assert ticket.template_file == "install.html"
@@ -263,6 +263,89 @@ def test_api_urls_default_from_pc_url(tmp_path: Path) -> None:
     assert settings.powercode.web_url == "https://pc.example.net:444"
     assert settings.powercode.api_url == "https://pc.example.net:444/api/1/index.php"
     assert settings.powercode.uapi_url == "https://pc.example.net:444/uapi/"
+
+
+@pytest.mark.parametrize(
+    ("pc_url", "web_url"),
+    [
+        ("https://pc.example.net", "https://pc.example.net:444"),
+        ("https://pc.example.net/", "https://pc.example.net:444"),
+        ("https://pc.example.net:8444", "https://pc.example.net:8444"),
+        ("https://[2001:db8::7]", "https://[2001:db8::7]:444"),
+    ],
+)
+def test_a_pc_url_without_a_port_means_port_444_as_the_old_handler_added(
+    tmp_path: Path, pc_url: str, web_url: str
+) -> None:
+    settings = load(tmp_path, {"PC_URL": pc_url})
+
+    assert settings.powercode.web_url == web_url
+    assert settings.powercode.api_url == f"{web_url}/api/1/index.php"
+    assert settings.powercode.uapi_url == f"{web_url}/uapi/"
+    assert settings.powercode.customer_link(7).startswith(f"{web_url}/index.php?q&page=")
+
+
+def test_an_explicit_api_url_is_kept_as_given(tmp_path: Path) -> None:
+    settings = load(
+        tmp_path,
+        {"PC_URL": "https://pc.example.net", "PC_URL_API": "https://api.pc.example.net/x.php"},
+    )
+
+    assert settings.powercode.api_url == "https://api.pc.example.net/x.php"
+    assert settings.powercode.web_url == "https://pc.example.net:444"
+
+
+def test_an_old_env_without_ticket_or_customer_variables_sends_the_production_values(
+    tmp_path: Path,
+) -> None:
+    provisioning = load(tmp_path, dotenv=LEGACY_DOTENV).provisioning
+
+    ticket = provisioning.ticket
+    assert (ticket.category, ticket.ticket_type, ticket.status) == (54, 21, 1)
+    assert (ticket.responsible_user, ticket.responsible_group) == ("Sales", 4)
+    assert ticket.customer_viewable is True
+    customer = provisioning.customer
+    assert (customer.tax_zone_id, customer.due_by_days, customer.grace_period_days) == (1, 0, 10)
+    assert (customer.invoice_preference, customer.bill_day) == ("Email", "Activation Date")
+
+
+def test_a_numeric_responsible_user_is_kept_as_text(tmp_path: Path) -> None:
+    settings = load(tmp_path, toml="[ticket]\nresponsible_user = 12\n")
+
+    assert settings.provisioning.ticket.responsible_user == "12"
+
+
+def test_always_added_services_may_carry_a_quantity(tmp_path: Path) -> None:
+    toml = "[provisioning]\nalways_add_services = [172, { service = 180, quantity = 3 }]\n"
+    provisioning = load(tmp_path, toml=toml).provisioning
+
+    assert provisioning.always_services == (172, 180)
+    assert (provisioning.quantity_of(172), provisioning.quantity_of(180)) == (1, 3)
+
+
+def test_the_bond_fee_quantity_comes_from_the_env(tmp_path: Path) -> None:
+    provisioning = load(
+        tmp_path, {"SERVICE_PLAN_BOND_FEE_ID": "172", "SERVICE_PLAN_BOND_FEE_QUANTITY": "2"}
+    ).provisioning
+
+    assert provisioning.always_services == (172,)
+    assert provisioning.quantity_of(172) == 2
+
+
+@pytest.mark.parametrize(
+    ("toml", "named"),
+    [
+        (
+            "[provisioning]\nalways_add_services = [{ service = 180, quantity = 0 }]\n",
+            "out of range",
+        ),
+        ("[provisioning]\nalways_add_services = [{ id = 180 }]\n", "has an entry"),
+        ("[provisioning]\nalways_add_services = [180, { service = 180 }]\n", "listed twice"),
+        ("[ticket]\nresponsible_user = true\n", "responsible_user"),
+    ],
+)
+def test_bad_quantities_and_users_are_refused(tmp_path: Path, toml: str, named: str) -> None:
+    assert named in load_error(tmp_path, toml=toml)
 
 
 def test_ca_bundle_replaces_verify_flag(tmp_path: Path) -> None:

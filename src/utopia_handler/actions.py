@@ -14,7 +14,7 @@ from utopia_handler import audit
 from utopia_handler.addresses import state_code
 from utopia_handler.clients.utopia import Contract
 from utopia_handler.provisioning import PlannedService
-from utopia_handler.settings import ProvisioningSettings
+from utopia_handler.settings import ProvisioningSettings, plan_key
 from utopia_handler.store import queries
 from utopia_handler.store.models import Notification, Order, OrderState, Step
 
@@ -296,25 +296,23 @@ def corrected_contract(base: Contract, fields: ContractCorrections) -> Contract:
     )
 
 
-def _plan_key(text: str) -> str:
-    return "".join(text.split()).casefold()
-
-
 def chosen_services(
     plan_texts: Sequence[str], settings: ProvisioningSettings
 ) -> list[PlannedService]:
     """The services for the plans a person chose (by mapped plan text), then the always-added."""
-    mapping = {_plan_key(p.utopia_text): p for p in settings.plans}
+    mapping = {plan_key(p.utopia_text): p for p in settings.plans}
     planned: list[PlannedService] = []
     for text in plan_texts:
-        plan = mapping.get(_plan_key(text))
+        plan = mapping.get(plan_key(text))
         if plan is None:
             raise ActionRefused(f"the plan {text!r} is not in the plan mapping")
         if all(p.service_id != plan.service_id for p in planned):
             planned.append(PlannedService(plan.service_id, plan.utopia_text))
     for service_id in settings.always_services:
         if all(p.service_id != service_id for p in planned):
-            planned.append(PlannedService(service_id, "always added"))
+            planned.append(
+                PlannedService(service_id, "always added", settings.quantity_of(service_id))
+            )
     return planned
 
 
@@ -366,7 +364,7 @@ def provision_by_hand(
     order.contract = replace(contract, order_ref=ref).to_json()
     order.site_id = contract.site_id or None
     order.customer_name = name or None
-    order.plans = [{"service_id": p.service_id, "label": p.label} for p in plans] if plans else None
+    order.plans = [p.to_json() for p in plans] if plans else None
     order.customer_id = None
     order.services_added = None
     order.ticket_id = None

@@ -59,12 +59,16 @@ def build_runtime(settings: Settings) -> Runtime:
         timeouts=settings.utopia.timeouts,
         network=settings.utopia.network,
     )
+    # Plan mapping, always-added services, ticket template and PowerCode's learned replies, as
+    # saved in the console or by `check-config --live`: read when needed, so all processes agree.
+    stored = StoredSettings(store, settings.provisioning)
     powercode = PowerCodeClient(
         settings.powercode.api_url,
         settings.powercode.uapi_url,
         pc_key,
         verify=settings.powercode.verify,
         timeouts=settings.powercode.timeouts,
+        learned=stored.learned_replies,
     )
     mail = settings.mail
     mailer = SmtpSender(
@@ -76,8 +80,6 @@ def build_runtime(settings: Settings) -> Runtime:
         timeout=mail.timeout,
     )
     ticket_settings = settings.provisioning.ticket
-    # Plan mapping, always-added services and ticket template saved in the console, read per order.
-    stored = StoredSettings(store, settings.provisioning)
     tickets = TicketRenderer(
         Path(ticket_settings.template_dir) / ticket_settings.template_file,
         ticket_settings.summary,

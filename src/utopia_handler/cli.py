@@ -81,13 +81,49 @@ def web(ctx: click.Context) -> None:
 
 @cli.command("check-config")
 @click.option("--lenient", is_flag=True, help="Only check types and formats, not completeness.")
+@click.option(
+    "--live",
+    is_flag=True,
+    help="Also ask PowerCode (read-only) how it answers 'no such customer' and 'no services', "
+    "and record it for every process.",
+)
+@click.option(
+    "--probe-customer",
+    type=click.IntRange(1),
+    help="With --live: a PowerCode customer number with no services, to learn that reply too.",
+)
 @click.pass_context
-def check_config(ctx: click.Context, lenient: bool) -> None:
+def check_config(ctx: click.Context, lenient: bool, live: bool, probe_customer: int | None) -> None:
     """Validate the settings and print the effective values, secrets masked."""
     settings = _settings(ctx, require_runtime=not lenient)
     for name, value in describe_settings(settings):
         click.echo(f"{name} = {value}")
     click.echo("configuration OK")
+    if live:
+        _probe_live(settings, probe_customer)
+    elif probe_customer is not None:
+        click.echo("--probe-customer needs --live", err=True)
+        sys.exit(2)
+
+
+def _probe_live(settings: Settings, customer_id: int | None) -> None:
+    from utopia_handler.clients.errors import OutsideError
+    from utopia_handler.probe import probe_powercode
+    from utopia_handler.store.db import Store
+    from utopia_handler.timeutil import utcnow
+
+    store = Store(settings.database_url)
+    try:
+        store.migrate()
+        report = probe_powercode(settings, store, utcnow(), customer_id)
+    except OutsideError as error:
+        click.echo(f"PowerCode probe failed, nothing recorded: {error}", err=True)
+        sys.exit(1)
+    finally:
+        store.close()
+    for finding in report.findings:
+        click.echo(f"powercode probe: {finding}")
+    click.echo("PowerCode probe recorded")
 
 
 @cli.group()

@@ -19,9 +19,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from utopia_handler import audit
+from utopia_handler.clients.powercode import NOTHING_LEARNED, EmptyReply, LearnedReplies
 from utopia_handler.clients.utopia import Contract, OrderItem, Person, PostalAddress
 from utopia_handler.provisioning import OrderView, PlannedService, ticket_variables
-from utopia_handler.settings import PlanMapping, ProvisioningSettings
+from utopia_handler.settings import PlanMapping, ProvisioningSettings, plan_key
 from utopia_handler.store.console_models import ConfigKind, ConfigVersion
 from utopia_handler.store.db import Store
 from utopia_handler.tickets import RenderedTicket, TemplateProblem, TicketRenderer
@@ -68,22 +69,73 @@ def _plans(value: Any) -> tuple[PlanMapping, ...]:
     return tuple(PlanMapping(str(row["utopia_text"]), int(row["service_id"])) for row in value)
 
 
+def _always_services(value: Any) -> tuple[tuple[int, int], ...]:
+    # An id alone (every version before quantities existed), or {"service_id", "quantity"}.
+    return tuple(
+        (int(row["service_id"]), int(row.get("quantity") or 1))
+        if isinstance(row, dict)
+        else (int(row), 1)
+        for row in value
+    )
+
+
 def current_provisioning(session: Session, base: ProvisioningSettings) -> ProvisioningSettings:
     """The provisioning settings in force: console-saved versions over the file/env ones."""
     plans = latest(session, ConfigKind.PLANS)
     always = latest(session, ConfigKind.ALWAYS_SERVICES)
+    settings = replace(base, plans=_plans(plans.value) if plans is not None else base.plans)
+    if always is None:
+        return settings
+    services = _always_services(always.value)
     return replace(
-        base,
-        plans=_plans(plans.value) if plans is not None else base.plans,
-        always_services=(
-            tuple(int(i) for i in always.value) if always is not None else base.always_services
-        ),
+        settings,
+        always_services=tuple(service_id for service_id, _ in services),
+        service_quantities=tuple((s, q) for s, q in services if q != 1),
+    )
+
+
+def describe_always_services(settings: ProvisioningSettings) -> str:
+    """The always-added services as a person types them: "172, 180x3"."""
+    return ", ".join(
+        f"{s}x{settings.quantity_of(s)}" if settings.quantity_of(s) != 1 else str(s)
+        for s in settings.always_services
     )
 
 
 def stored_ticket_template(session: Session) -> ConfigVersion | None:
     """The ticket template version saved in the console, if any."""
     return latest(session, ConfigKind.TICKET_TEMPLATE)
+
+
+def learned_replies(session: Session) -> LearnedReplies:
+    """What the probe last learned of PowerCode's "nothing there" replies (nothing: never run)."""
+    version = latest(session, ConfigKind.POWERCODE_REPLIES)
+    if version is None or not isinstance(version.value, dict):
+        return NOTHING_LEARNED
+    return LearnedReplies(
+        customer_not_found=EmptyReply.from_json(version.value.get("customer_not_found")),
+        no_services=EmptyReply.from_json(version.value.get("no_services")),
+    )
+
+
+def save_learned_replies(
+    session: Session, learned: LearnedReplies, actor: str, now: datetime
+) -> ConfigVersion:
+    """Record what the probe learned; a reply it could not learn this time keeps the last one."""
+    before = learned_replies(session)
+    kept = LearnedReplies(
+        customer_not_found=learned.customer_not_found or before.customer_not_found,
+        no_services=learned.no_services or before.no_services,
+    )
+    value = {
+        "customer_not_found": kept.customer_not_found.to_json()
+        if kept.customer_not_found
+        else None,
+        "no_services": kept.no_services.to_json() if kept.no_services else None,
+    }
+    return _save(
+        session, ConfigKind.POWERCODE_REPLIES, value, actor, now, None, "PowerCode replies probed"
+    )
 
 
 class StoredSettings:
@@ -97,6 +149,10 @@ class StoredSettings:
         with self._store.read() as session:
             return current_provisioning(session, self._base)
 
+    def learned_replies(self) -> LearnedReplies:
+        with self._store.read() as session:
+            return learned_replies(session)
+
     def ticket_template(self) -> tuple[str, str] | None:
         """(template source, where it came from) or None to use the template file."""
         with self._store.read() as session:
@@ -107,10 +163,6 @@ class StoredSettings:
 
 
 # Validating --------------------------------------------------------------------------------------
-
-
-def _plan_key(text: str) -> str:
-    return "".join(text.split()).casefold()
 
 
 def parse_service_id(text: str, label: str, problems: list[str]) -> int | None:
@@ -140,7 +192,7 @@ def parse_plan_rows(rows: Sequence[tuple[str, str]]) -> tuple[PlanMapping, ...]:
         if len(text) > 200:
             problems.append(f"{label}: the plan text is longer than 200 characters")
             continue
-        key = _plan_key(text)
+        key = plan_key(text)
         if key in seen:
             problems.append(
                 f"{label}: the same plan as {seen[key]!r} (case and spaces are ignored)"
@@ -157,20 +209,31 @@ def parse_plan_rows(rows: Sequence[tuple[str, str]]) -> tuple[PlanMapping, ...]:
     return tuple(plans)
 
 
-def parse_service_ids(text: str) -> tuple[int, ...]:
-    """Always-added service ids from comma- or space-separated text (may be empty)."""
+def parse_always_services(text: str) -> tuple[tuple[int, int], ...]:
+    """Always-added services from comma- or space-separated text (may be empty).
+
+    Each is a service id, or `IDxN` for a service priced per unit that each order gets N of.
+    """
     problems: list[str] = []
-    ids: list[int] = []
+    services: list[tuple[int, int]] = []
     for part in (p for p in re.split(r"[\s,]+", text) if p):
-        service_id = parse_service_id(part, repr(part), problems)
-        if service_id is not None:
-            if service_id in ids:
-                problems.append(f"service {service_id} is listed twice")
-            else:
-                ids.append(service_id)
+        raw_id, times, raw_quantity = part.casefold().replace("\u00d7", "x").partition("x")
+        service_id = parse_service_id(raw_id, repr(part), problems)
+        quantity = 1
+        if times:
+            if not raw_quantity.isdigit() or not 1 <= int(raw_quantity) <= 1000:
+                problems.append(f"{part!r}: the quantity after x must be a number from 1 to 1000")
+                continue
+            quantity = int(raw_quantity)
+        if service_id is None:
+            continue
+        if any(service_id == known for known, _ in services):
+            problems.append(f"service {service_id} is listed twice")
+        else:
+            services.append((service_id, quantity))
     if problems:
         raise ConfigInvalid(problems)
-    return tuple(ids)
+    return tuple(services)
 
 
 def sample_contract() -> Contract:
@@ -252,11 +315,12 @@ def save_plans(
 
 
 def save_always_services(
-    session: Session, service_ids: Sequence[int], actor: str, now: datetime
+    session: Session, services: Sequence[tuple[int, int]], actor: str, now: datetime
 ) -> ConfigVersion:
-    """Put a new list of always-added services in force."""
-    listed = ", ".join(str(i) for i in service_ids) or "none"
-    return _save(session, ConfigKind.ALWAYS_SERVICES, list(service_ids), actor, now, None, listed)
+    """Put a new list of always-added services, (id, quantity) each, in force."""
+    value: list[Any] = [s if q == 1 else {"service_id": s, "quantity": q} for s, q in services]
+    listed = ", ".join(str(s) if q == 1 else f"{s}x{q}" for s, q in services) or "none"
+    return _save(session, ConfigKind.ALWAYS_SERVICES, value, actor, now, None, listed)
 
 
 def save_ticket_template(

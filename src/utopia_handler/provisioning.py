@@ -22,7 +22,7 @@ from utopia_handler.clients.powercode import (
     PowerCodeClient,
 )
 from utopia_handler.clients.utopia import Contract, NotOurOrder, UtopiaClient
-from utopia_handler.settings import PowerCodeSettings, ProvisioningSettings
+from utopia_handler.settings import PowerCodeSettings, ProvisioningSettings, plan_key
 from utopia_handler.store.models import NotificationKind, OrderState, Step
 from utopia_handler.tickets import TemplateProblem, TicketRenderer
 
@@ -35,6 +35,15 @@ class Hold(Exception):
 class PlannedService:
     service_id: int
     label: str  # the UTOPIA plan text, or "always added"
+    quantity: int = 1  # more only for an always-added service the operator prices per unit
+
+    def to_json(self) -> dict[str, Any]:
+        return {"service_id": self.service_id, "label": self.label, "quantity": self.quantity}
+
+    @classmethod
+    def from_json(cls, row: dict[str, Any]) -> PlannedService:
+        # Orders stored before quantities existed have none: each service was added once.
+        return cls(int(row["service_id"]), str(row["label"]), int(row.get("quantity") or 1))
 
 
 @dataclass(frozen=True)
@@ -119,10 +128,12 @@ class Provisioner:
         contract = order.require_contract()
         check_contract_fields(contract)
         plans = plan_services(contract, self.settings_now())
-        listed = ", ".join(f"{p.label} -> {p.service_id}" for p in plans)
+        listed = ", ".join(
+            f"{p.label} -> {p.service_id}" + (f" x{p.quantity}" if p.quantity != 1 else "")
+            for p in plans
+        )
         return StepResult(
-            f"services chosen: {listed}",
-            changes={"plans": [{"service_id": p.service_id, "label": p.label} for p in plans]},
+            f"services chosen: {listed}", changes={"plans": [p.to_json() for p in plans]}
         )
 
     # 3 -----------------------------------------------------------------------------------------
@@ -187,13 +198,16 @@ class Provisioner:
         new_customer = build_new_customer(order.order_ref, contract, self.settings)
         note = ""
         try:
-            customer_id = self.powercode.create_customer(new_customer)
+            created = self.powercode.create_customer(new_customer)
         except GeocodeFailed:
-            customer_id = self.powercode.create_customer(replace(new_customer, geocode=False))
+            created = self.powercode.create_customer(replace(new_customer, geocode=False))
             note = " without geocoding (PowerCode could not geocode the address)"
+        if created.warning:
+            # The reply carried the new customer's id: it exists, whatever else PowerCode said.
+            note += f"; PowerCode added: {created.warning}"
         return StepResult(
-            f"customer #{customer_id} created{note}",
-            changes={"customer_id": customer_id, "customer_created": True},
+            f"customer #{created.customer_id} created{note}",
+            changes={"customer_id": created.customer_id, "customer_created": True},
         )
 
     # 5 -----------------------------------------------------------------------------------------
@@ -203,7 +217,7 @@ class Provisioner:
         added: list[int] = []
         for plan in order.plans:
             if plan.service_id not in present:
-                self.powercode.add_service(customer_id, plan.service_id)
+                self.powercode.add_service(customer_id, plan.service_id, plan.quantity)
                 present.add(plan.service_id)
                 added.append(plan.service_id)
         wanted = [p.service_id for p in order.plans]
@@ -286,10 +300,6 @@ _STEP_FUNCTIONS = {
 }
 
 
-def _plan_key(text: str) -> str:
-    return " ".join(text.split()).casefold()
-
-
 def check_contract_fields(contract: Contract) -> None:
     """Hold the order when a field PowerCode needs is missing or unusable."""
     required = {
@@ -316,11 +326,11 @@ def plan_services(contract: Contract, settings: ProvisioningSettings) -> list[Pl
     "Installation") are left out. An unmapped recurring item holds the order unless the operator
     chose the "skip" policy; an order with no mapped plan at all is always held.
     """
-    mapping = {_plan_key(p.utopia_text): p.service_id for p in settings.plans}
+    mapping = {plan_key(p.utopia_text): p.service_id for p in settings.plans}
     planned: list[PlannedService] = []
     unmapped: list[str] = []
     for item in contract.items:
-        service_id = mapping.get(_plan_key(item.description))
+        service_id = mapping.get(plan_key(item.description))
         if service_id is not None:
             if all(p.service_id != service_id for p in planned):
                 planned.append(PlannedService(service_id, item.description))
@@ -335,7 +345,9 @@ def plan_services(contract: Contract, settings: ProvisioningSettings) -> list[Pl
         raise Hold("no order item maps to a PowerCode plan: add a plan mapping, then retry")
     for service_id in settings.always_services:
         if all(p.service_id != service_id for p in planned):
-            planned.append(PlannedService(service_id, "always added"))
+            planned.append(
+                PlannedService(service_id, "always added", settings.quantity_of(service_id))
+            )
     return planned
 
 

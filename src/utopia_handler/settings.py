@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
 from typing import Literal, NoReturn, TypeVar
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 from dotenv import dotenv_values
 from dotenv.variables import parse_variables
@@ -170,15 +170,20 @@ class PlanMapping:
 
 @dataclass(frozen=True)
 class TicketSettings:
+    """The installation ticket; the ids default to what the production handler always sent."""
+
     template_dir: Path = Path("ticket_descriptions")
     template_file: str = "new_desc.txt"
     summary: str = "New UTOPIA install: {{ customer_name }} ({{ order_ref }})"
-    category: int | None = None
-    ticket_type: int | None = None
-    status: int | None = None
-    responsible_user: int | None = None
-    responsible_group: int | None = None
-    customer_viewable: bool = False
+    category: int = 54
+    ticket_type: int = 21
+    status: int = 1
+    # A user NAME: PowerCode's field carries no "ID" (unlike responsibleGroupID); a number is
+    # passed on as given too.
+    responsible_user: str = "Sales"
+    responsible_group: int = 4
+    # The description is a letter to the customer, so the customer may see it.
+    customer_viewable: bool = True
 
 
 InvoicePreference = Literal["Email", "Print", "Both", "None"]
@@ -186,10 +191,12 @@ InvoicePreference = Literal["Email", "Print", "Both", "None"]
 
 @dataclass(frozen=True)
 class CustomerDefaults:
-    tax_zone_id: int | None = None
+    """createCustomer's billing fields; the defaults are what the production handler always sent."""
+
+    tax_zone_id: int = 1
     invoice_preference: InvoicePreference = "Email"
     bill_day: str = "Activation Date"
-    due_by_days: int | None = None
+    due_by_days: int = 0
     grace_period_days: int = 10
 
 
@@ -204,11 +211,22 @@ class PortalPolicy:
 class ProvisioningSettings:
     plans: tuple[PlanMapping, ...] = ()
     always_services: tuple[int, ...] = ()
+    # (service id, quantity) for always-added services priced per unit; any other: quantity 1.
+    service_quantities: tuple[tuple[int, int], ...] = ()
     unmapped_plan: Literal["hold", "skip"] = "hold"
     tag_ids: tuple[int, ...] = ()
     ticket: TicketSettings = field(default_factory=TicketSettings)
     customer: CustomerDefaults = field(default_factory=CustomerDefaults)
     portal: PortalPolicy = field(default_factory=PortalPolicy)
+
+    def quantity_of(self, service_id: int) -> int:
+        """How many units of an always-added service each order gets (1 unless configured)."""
+        return dict(self.service_quantities).get(service_id, 1)
+
+
+def plan_key(text: str) -> str:
+    """A plan text as compared everywhere: case and every space ignored ("1Gbps" is "1 Gbps")."""
+    return "".join(text.split()).casefold()
 
 
 @dataclass(frozen=True)
@@ -302,6 +320,7 @@ _VARIABLES = _SECRET_VARIABLES | frozenset(
         "SERVICE_PLAN_1GBPS_ID",
         "SERVICE_PLAN_250MBPS_ID",
         "SERVICE_PLAN_BOND_FEE_ID",
+        "SERVICE_PLAN_BOND_FEE_QUANTITY",
         "PC_CUST_TAGS",
         "TICKET_TEMPLATE_DIR",
         "TICKET_TEMPLATE_FILE",
@@ -744,7 +763,7 @@ def _build_worker(v: _Variables) -> WorkerSettings:
 
 
 def _build_powercode(v: _Variables) -> PowerCodeSettings:
-    web_url = (v.url("PC_URL") or "").rstrip("/")
+    web_url = _with_powercode_port((v.url("PC_URL") or "").rstrip("/"))
     api_url = v.url("PC_URL_API")
     if not web_url and api_url:
         parts = urlsplit(api_url)
@@ -775,6 +794,25 @@ def _build_powercode(v: _Variables) -> PowerCodeSettings:
             connect=v.number("PC_CONNECT_TIMEOUT", 5.0, high=600),
             read=v.number("PC_READ_TIMEOUT", 30.0, high=3600),
         ),
+    )
+
+
+# PowerCode serves its web pages and both APIs on port 444. The old handler's PC_URL named no port
+# and it added ":444" to the API and to the customer link; a PC_URL with a port is kept as given.
+POWERCODE_PORT = 444
+
+
+def _with_powercode_port(url: str) -> str:
+    if not url:
+        return url
+    parts = urlsplit(url)
+    if parts.port is not None:
+        return url
+    host = f"[{parts.hostname}]" if parts.hostname and ":" in parts.hostname else parts.hostname
+    userinfo = parts.netloc.rpartition("@")[0]
+    netloc = f"{userinfo}@" if userinfo else ""
+    return urlunsplit(
+        parts._replace(netloc=f"{netloc}{host}:{POWERCODE_PORT}", path=parts.path.rstrip("/"))
     )
 
 
@@ -822,32 +860,37 @@ def _read_tables(
         if path is not None and not template_dir.is_absolute():
             template_dir = Path(os.path.abspath(path.parent / template_dir))
 
-    def ticket_id(key: str) -> int | None:
-        return ticket.get(key, _to_id, None)
+    def ticket_id(key: str, default: int) -> int:
+        return ticket.get(key, _to_id, default)
 
+    no_services: tuple[tuple[int, int], ...] = ()
+    always = prov.get("always_add_services", _to_always_services, no_services)
     settings = ProvisioningSettings(
         plans=tuple(mappings),
-        always_services=prov.get("always_add_services", _to_ids, ()),
+        always_services=tuple(service_id for service_id, _ in always),
+        service_quantities=tuple((s, q) for s, q in always if q != 1),
         unmapped_plan=prov.get("unmapped_plan", _choice_of(_UNMAPPED_PLANS), "hold"),
         tag_ids=prov.get("tag_ids", _to_ids, ()),
         ticket=TicketSettings(
             template_dir=template_dir,
             template_file=ticket.get("template_file", _to_filename, defaults.template_file),
             summary=ticket.get("summary", _to_template, defaults.summary),
-            category=ticket_id("category"),
-            ticket_type=ticket_id("ticket_type"),
-            status=ticket_id("status"),
-            responsible_user=ticket_id("responsible_user"),
-            responsible_group=ticket_id("responsible_group"),
-            customer_viewable=ticket.get("customer_viewable", _to_bool, False),
+            category=ticket_id("category", defaults.category),
+            ticket_type=ticket_id("ticket_type", defaults.ticket_type),
+            status=ticket_id("status", defaults.status),
+            responsible_user=ticket.get(
+                "responsible_user", _to_user_name, defaults.responsible_user
+            ),
+            responsible_group=ticket_id("responsible_group", defaults.responsible_group),
+            customer_viewable=ticket.get("customer_viewable", _to_bool, defaults.customer_viewable),
         ),
         customer=CustomerDefaults(
-            tax_zone_id=customer.get("tax_zone_id", _to_id, None),
+            tax_zone_id=customer.get("tax_zone_id", _to_id, CustomerDefaults.tax_zone_id),
             invoice_preference=customer.get(
                 "invoice_preference", _choice_of(_INVOICE_PREFERENCES), "Email"
             ),
             bill_day=customer.get("bill_day", _to_nonempty_text, "Activation Date"),
-            due_by_days=customer.get("due_by_days", _to_days, None),
+            due_by_days=customer.get("due_by_days", _to_days, CustomerDefaults.due_by_days),
             grace_period_days=customer.get("grace_period_days", _to_days, 10),
         ),
         portal=PortalPolicy(
@@ -870,16 +913,20 @@ def _apply_legacy(
         if service_id is None:
             continue
         for index, plan in enumerate(plans):
-            if _plan_key(plan.utopia_text) == _plan_key(text):
+            if plan_key(plan.utopia_text) == plan_key(text):
                 plans[index] = PlanMapping(plan.utopia_text, service_id)
                 break
         else:
             plans.append(PlanMapping(text, service_id))
 
     always = tables.always_services
+    quantities = dict(tables.service_quantities)
     fee = v.ident("SERVICE_PLAN_BOND_FEE_ID")
     if fee is not None and fee not in always:
         always = (*always, fee)
+    fee_quantity = v.integer("SERVICE_PLAN_BOND_FEE_QUANTITY", 1, low=1, high=1000)
+    if fee is not None and fee_quantity != 1:
+        quantities[fee] = fee_quantity
 
     ticket = tables.ticket
     template_dir = v.text("TICKET_TEMPLATE_DIR")
@@ -896,6 +943,7 @@ def _apply_legacy(
         tables,
         plans=tuple(plans),
         always_services=always,
+        service_quantities=tuple(sorted(quantities.items())),
         tag_ids=tables.tag_ids if tags is None else tags,
         ticket=ticket,
         portal=replace(tables.portal, password=password, shared_password=shared),
@@ -1163,6 +1211,37 @@ def _to_ids(label: str, raw: object) -> tuple[int, ...]:
     return ids
 
 
+def _to_always_services(label: str, raw: object) -> tuple[tuple[int, int], ...]:
+    """Always-added services as (id, quantity): ids, or tables `{ service = 172, quantity = 2 }`."""
+    items = raw if isinstance(raw, list) else [raw]
+    result: list[tuple[int, int]] = []
+    for item in items:
+        if isinstance(item, dict):
+            if set(item) - {"service", "quantity"} or "service" not in item:
+                _fail(
+                    label,
+                    f"has an entry {_show(item)}",
+                    "write a service id, or { service = 172, quantity = 2 } for a fee priced "
+                    "per unit",
+                )
+            quantity = _to_int(label, item.get("quantity", 1), low=1, high=1000)
+            pairs = [(_to_id(label, item["service"]), quantity)]
+        else:
+            pairs = [(service_id, 1) for service_id in _to_ids(label, item)]
+        for service_id, quantity in pairs:
+            if any(service_id == known for known, _ in result):
+                _fail(label, f"id {service_id} is listed twice", "list each id once")
+            result.append((service_id, quantity))
+    return tuple(result)
+
+
+def _to_user_name(label: str, raw: object) -> str:
+    """A PowerCode user as named in the ticket: text such as "Sales", or a number."""
+    if isinstance(raw, bool) or not isinstance(raw, str | int):
+        _fail(label, f"is {_kind(raw)}", 'write the user\'s name in quotes, e.g. "Sales"')
+    return _to_nonempty_text(label, str(raw))
+
+
 def _to_url(label: str, raw: object) -> str:
     text = _to_text(label, raw)
     shown = _show(_mask_credentials(text))
@@ -1227,12 +1306,8 @@ def _is_readable_file(path: Path) -> bool:
         return False
 
 
-def _plan_key(text: str) -> str:
-    return "".join(text.split()).casefold()
-
-
 def _check_unique_plan(seen: dict[str, str], text: str, label: str) -> None:
-    key = _plan_key(text)
+    key = plan_key(text)
     if key in seen:
         _fail(
             label,

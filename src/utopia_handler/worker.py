@@ -637,9 +637,7 @@ def _order_view(order: Order, earlier_attempts: int, maybe_applied: bool) -> Ord
     return OrderView(
         order_ref=order.order_ref,
         contract=Contract.from_json(order.contract) if order.contract else None,
-        plans=tuple(
-            PlannedService(int(p["service_id"]), str(p["label"])) for p in order.plans or ()
-        ),
+        plans=tuple(PlannedService.from_json(p) for p in order.plans or ()),
         customer_id=order.customer_id,
         customer_created=order.customer_created,
         ticket_id=order.ticket_id,

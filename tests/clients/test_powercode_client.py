@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import urllib.parse
 from dataclasses import replace
@@ -36,10 +35,10 @@ AVERY = NewCustomer(
     ext_account_id="204817",
     portal_username="avery.lindqvist@example.net",
     portal_password="portal-secret-77",
-    tax_zone_id=None,
+    tax_zone_id=1,
     invoice_preference="Email",
     bill_day="Activation Date",
-    due_by_days=None,
+    due_by_days=0,
     grace_period_days=10,
 )
 PRIVATE = (
@@ -66,7 +65,7 @@ def assert_clean(error: OutsideError) -> None:
 def test_create_then_find_by_site_and_read(
     powercode: PowerCodeClient, powercode_emulator: PowerCodeEmulator
 ) -> None:
-    customer_id = powercode.create_customer(AVERY)
+    customer_id = powercode.create_customer(AVERY).customer_id
 
     expected = PowerCodeCustomer(
         customer_id=customer_id,
@@ -86,7 +85,8 @@ def test_create_then_find_by_site_and_read(
 def test_create_sends_exactly_the_documented_fields(
     powercode: PowerCodeClient, powercode_emulator: PowerCodeEmulator
 ) -> None:
-    customer_id = powercode.create_customer(replace(AVERY, tax_zone_id=3, due_by_days=15))
+    created = powercode.create_customer(replace(AVERY, tax_zone_id=3, due_by_days=15))
+    customer_id = created.customer_id
 
     stored = powercode_emulator.customers[customer_id]
     stored.pop("customerID")
@@ -113,16 +113,18 @@ def test_create_sends_exactly_the_documented_fields(
     }
 
 
-def test_create_leaves_out_unset_optional_fields(
+def test_create_leaves_out_an_unset_portal_login_but_never_the_billing_fields(
     powercode: PowerCodeClient, powercode_emulator: PowerCodeEmulator
 ) -> None:
-    customer_id = powercode.create_customer(
+    created = powercode.create_customer(
         replace(AVERY, portal_username=None, portal_password=None, phone_numbers=())
     )
 
-    stored = powercode_emulator.customers[customer_id]
-    for absent in ("taxZoneId", "dueByDays", "customerPortalUsername", "customerPortalPassword"):
+    stored = powercode_emulator.customers[created.customer_id]
+    for absent in ("customerPortalUsername", "customerPortalPassword"):
         assert absent not in stored
+    # The production handler always sent these two; PowerCode may refuse a create without them.
+    assert (stored["taxZoneId"], stored["dueByDays"]) == ("1", "0")
     assert stored["phone"] == []
 
 
@@ -138,7 +140,7 @@ def test_geocode_failure_is_its_own_error_and_retry_without_geocoding_works(
     assert caught.value.message == (
         "createCustomer refused: statusCode 23 (Unable to geocode physical address)"
     )
-    assert isinstance(powercode.create_customer(replace(po_box, geocode=False)), int)
+    assert powercode.create_customer(replace(po_box, geocode=False)).customer_id > 0
 
 
 def test_geocode_failure_from_a_scripted_reject(
@@ -285,17 +287,18 @@ def test_new_customer_repr_hides_personal_data_and_password() -> None:
 def test_services_are_added_once_each_and_listed(
     powercode: PowerCodeClient, powercode_emulator: PowerCodeEmulator
 ) -> None:
-    customer_id = powercode.create_customer(AVERY)
+    customer_id = powercode.create_customer(AVERY).customer_id
 
     powercode.add_service(customer_id, 163)
-    powercode.add_service(customer_id, 172)
+    powercode.add_service(customer_id, 172, quantity=3)
 
     assert powercode.list_service_ids(customer_id) == [163, 172]
-    assert powercode_emulator.customer_services[customer_id] == {163: 1, 172: 1}
+    # A fee priced per unit takes its quantity; the Internet plan is always 1.
+    assert powercode_emulator.customer_services[customer_id] == {163: 1, 172: 3}
 
 
 def test_unknown_service_is_rejected(powercode: PowerCodeClient) -> None:
-    customer_id = powercode.create_customer(AVERY)
+    customer_id = powercode.create_customer(AVERY).customer_id
 
     with pytest.raises(RejectedError) as caught:
         powercode.add_service(customer_id, 999)
@@ -313,18 +316,18 @@ def test_services_of_unknown_customer_is_rejected(powercode: PowerCodeClient) ->
 # -- tickets
 
 
-def test_ticket_is_created_with_the_fields_given(
+def test_ticket_is_created_with_every_field_given(
     powercode: PowerCodeClient, powercode_emulator: PowerCodeEmulator
 ) -> None:
-    customer_id = powercode.create_customer(AVERY)
+    customer_id = powercode.create_customer(AVERY).customer_id
     ticket = NewTicket(
         customer_id=customer_id,
         summary="New UTOPIA install: Avery Lindqvist (UIA202611-004217)",
         description_html="<p>Install for Avery</p>",
         category=4,
-        ticket_type=None,
+        ticket_type=21,
         status=1,
-        responsible_user=None,
+        responsible_user="Sales",
         responsible_group=12,
         customer_viewable=False,
     )
@@ -338,12 +341,26 @@ def test_ticket_is_created_with_the_fields_given(
         "summary": "New UTOPIA install: Avery Lindqvist (UIA202611-004217)",
         "description": "<p>Install for Avery</p>",
         "category": "4",
+        "ticketType": "21",
         "status": "1",
+        "responsibleUser": "Sales",
         "responsibleGroupID": "12",
         "customerViewable": "0",
         "ticketID": ticket_id,
     }
     assert "Avery" not in repr(ticket)
+
+
+@pytest.mark.parametrize("user", ["Sales", "12", "Install Crew"])
+def test_responsible_user_is_passed_on_as_given(
+    powercode: PowerCodeClient, powercode_emulator: PowerCodeEmulator, user: str
+) -> None:
+    customer_id = powercode.create_customer(AVERY).customer_id
+    ticket = NewTicket(customer_id, "s", "<p>d</p>", 54, 21, 1, user, 4, True)
+
+    stored = powercode_emulator.tickets[powercode.create_ticket(ticket)]
+
+    assert stored["responsibleUser"] == user
 
 
 # -- tags (UAPI)
@@ -352,7 +369,7 @@ def test_ticket_is_created_with_the_fields_given(
 def test_tags_are_added_and_listed(
     powercode: PowerCodeClient, powercode_emulator: PowerCodeEmulator
 ) -> None:
-    customer_id = powercode.create_customer(AVERY)
+    customer_id = powercode.create_customer(AVERY).customer_id
 
     powercode.add_tags(customer_id, [3, 1])
 
@@ -369,7 +386,7 @@ def test_no_tags_means_no_call(
 
 
 def test_unknown_tag_is_rejected_with_the_uapi_response(powercode: PowerCodeClient) -> None:
-    customer_id = powercode.create_customer(AVERY)
+    customer_id = powercode.create_customer(AVERY).customer_id
 
     with pytest.raises(RejectedError) as caught:
         powercode.add_tags(customer_id, [99])
@@ -405,7 +422,7 @@ def test_uapi_unavailable_is_retryable(
 def test_uapi_scripted_reject(
     powercode: PowerCodeClient, powercode_emulator: PowerCodeEmulator
 ) -> None:
-    customer_id = powercode.create_customer(AVERY)
+    customer_id = powercode.create_customer(AVERY).customer_id
     powercode_emulator.faults.add("uapi:tags", "reject", message="Tag service disabled")
 
     with pytest.raises(RejectedError) as caught:
@@ -418,7 +435,7 @@ def test_logs_name_the_action_but_never_the_key(
     powercode: PowerCodeClient, caplog: pytest.LogCaptureFixture
 ) -> None:
     with caplog.at_level(logging.DEBUG, logger="utopia_handler.clients.powercode"):
-        customer_id = powercode.create_customer(AVERY)
+        customer_id = powercode.create_customer(AVERY).customer_id
         powercode.list_tag_ids(customer_id)
 
     lines = [r.getMessage() for r in caplog.records if r.name == "utopia_handler.clients.powercode"]
@@ -463,9 +480,9 @@ def test_fixture_replies_are_read_with_their_casing() -> None:
         customer = client.find_customer_by_site("204817")
         assert customer is not None and customer.customer_id == 10517
         assert client.search_customers("Avery")[0].customer_id == 10482
-        assert client.create_customer(AVERY) == 10517
+        assert client.create_customer(AVERY).customer_id == 10517
         assert client.list_service_ids(10517) == [163, 172]
-        ticket = NewTicket(10517, "s", "d", None, None, None, None, None, True)
+        ticket = NewTicket(10517, "s", "d", 54, 21, 1, "Sales", 4, True)
         assert client.create_ticket(ticket) == "15"
 
 
@@ -497,7 +514,7 @@ def test_not_found_shapes_are_none(payload: object) -> None:
 @pytest.mark.parametrize("value", [10517, "10517"])
 def test_created_id_in_any_casing_and_type(key: str, value: object) -> None:
     with mocked(reply_with({"statusCode": 0, key: value})) as client:
-        assert client.create_customer(AVERY) == 10517
+        assert client.create_customer(AVERY).customer_id == 10517
 
 
 def test_create_reply_without_id_is_rejected() -> None:
@@ -512,7 +529,9 @@ def test_create_reply_without_id_is_rejected() -> None:
     ("status", "content", "error"),
     [
         (200, b"<html>login</html>", RejectedError),
-        (200, b'{"no": "statusCode"}', RejectedError),
+        (200, b'["not", "an", "object"]', RejectedError),
+        (200, b'{"statusCode": "OK"}', RejectedError),
+        (403, b'{"no": "statusCode"}', RejectedError),
         (403, b"Forbidden", RejectedError),
         (502, b"<html>Bad gateway</html>", RetryableError),
     ],
@@ -545,14 +564,15 @@ def test_requests_are_form_encoded_with_key_and_basic_auth_for_uapi() -> None:
     def answer(request: httpx.Request) -> httpx.Response:
         seen.append(request)
         if "/uapi/" in str(request.url):
-            return httpx.Response(200, json={"Success": True, "Response": []})
+            tag = request.url.params["tags[]"]
+            return httpx.Response(200, json={"Success": True, "Response": [{"TagID": tag}]})
         return httpx.Response(200, json={"statusCode": 0})
 
     with mocked(httpx.MockTransport(answer)) as client:
         client.add_service(10517, 163)
         client.add_tags(10517, [1, 2])
 
-    classic, uapi = seen
+    classic, uapi, second_tag = seen
     assert classic.headers["Content-Type"] == "application/x-www-form-urlencoded"
     assert dict(urllib.parse.parse_qsl(classic.content.decode())) == {
         "apiKey": PC_KEY,
@@ -563,6 +583,10 @@ def test_requests_are_form_encoded_with_key_and_basic_auth_for_uapi() -> None:
         "prorateService": "0",
     }
     assert "authorization" not in classic.headers
-    assert str(uapi.url) == "https://pc.test:444/uapi/customer/tags/customer"
-    assert uapi.headers["Authorization"] == "Basic cGMta2V5LWE5MWIyYzNkNGU="
-    assert json.loads(uapi.content) == {"customerID": 10517, "tags": [1, 2]}
+    # One request per tag, everything in the query string, no body.
+    for request, tag in ((uapi, "1"), (second_tag, "2")):
+        assert request.method == "POST"
+        assert request.url.path == "/uapi/customer/tags/customer"
+        assert list(request.url.params.multi_items()) == [("customerID", "10517"), ("tags[]", tag)]
+        assert request.content == b""
+        assert request.headers["Authorization"] == "Basic cGMta2V5LWE5MWIyYzNkNGU="

@@ -35,8 +35,11 @@ class ConfigKind(enum.StrEnum):
     """What a stored settings version holds."""
 
     PLANS = "plans"  # [{"utopia_text": str, "service_id": int}, ...]
-    ALWAYS_SERVICES = "always_services"  # [int, ...]
+    ALWAYS_SERVICES = "always_services"  # [int | {"service_id": int, "quantity": int}, ...]
     TICKET_TEMPLATE = "ticket_template"  # {"source": str}
+    # What `check-config --live` learned of PowerCode's unpublished replies:
+    # {"customer_not_found": {"status_code", "message"} | None, "no_services": ... | None}
+    POWERCODE_REPLIES = "powercode_replies"
 
 
 class User(Base):

@@ -58,7 +58,7 @@ def plans_page(
         services_text=(
             services_text
             if services_text is not None
-            else ", ".join(str(i) for i in effective.always_services)
+            else config_store.describe_always_services(effective)
         ),
         problems=problems or [],
         plans_origin=_origin(plans_version, "the settings file or environment"),
@@ -93,9 +93,9 @@ def plans_save() -> ResponseReturnValue:
 def services_save() -> ResponseReturnValue:
     text = request.form.get("service_ids", "")[:2000]
     try:
-        ids = config_store.parse_service_ids(text)
+        services = config_store.parse_always_services(text)
         with runtime().store.write() as db:
-            version = config_store.save_always_services(db, ids, current_user().name, utcnow())
+            version = config_store.save_always_services(db, services, current_user().name, utcnow())
     except ConfigInvalid as invalid:
         return plans_page(problems=invalid.problems, services_text=text, status=422)
     flash(f"Always-added services saved as version {version.id}.", "info")

@@ -18,7 +18,7 @@ from utopia_handler.actions import ActionRefused
 from utopia_handler.clients.errors import OutsideError
 from utopia_handler.clients.utopia import Contract, NotOurOrder
 from utopia_handler.provisioning import PlannedService
-from utopia_handler.settings import ProvisioningSettings
+from utopia_handler.settings import ProvisioningSettings, plan_key
 from utopia_handler.store import queries
 from utopia_handler.store.console_models import Role
 from utopia_handler.store.models import Order
@@ -43,10 +43,8 @@ def _effective() -> ProvisioningSettings:
 
 def _mapped_texts(contract: Contract, settings: ProvisioningSettings) -> set[str]:
     """The mapping rows the contract's items match: ticked in the form to start with."""
-    keys = {"".join(i.description.split()).casefold() for i in contract.items}
-    return {
-        p.utopia_text for p in settings.plans if "".join(p.utopia_text.split()).casefold() in keys
-    }
+    keys = {plan_key(i.description) for i in contract.items}
+    return {p.utopia_text for p in settings.plans if plan_key(p.utopia_text) in keys}
 
 
 def _review(
