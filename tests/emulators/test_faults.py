@@ -11,7 +11,7 @@ import pytest
 from utopia_handler.emulators import FaultPlan, PowerCodeEmulator, UtopiaEmulator
 from utopia_handler.emulators.faults import DEFAULT_TIMEOUT_SECONDS
 
-from ._shared import NEW_CUSTOMER, uapi_headers
+from ._shared import NEW_CUSTOMER, tag_request
 
 
 def create(client: httpx.Client, powercode: PowerCodeEmulator) -> httpx.Response:
@@ -162,13 +162,8 @@ def test_uapi_faults_use_the_uapi_tags_target(
 ) -> None:
     customer = powercode.add_customer("Dale", "Whitfield", "87 N 400 E", "Layton")
     powercode.faults.add("uapi:tags", "drop_after_apply")
-    headers = uapi_headers(powercode.api_key)
     with pytest.raises(httpx.RemoteProtocolError):
-        client.post(
-            powercode.uapi_url + "customer/tags/customer",
-            json={"customerID": customer, "tags": [1]},
-            headers=headers,
-        )
+        tag_request(client, powercode, "POST", customer, 1)
     assert powercode.customer_tags[customer] == {1}
 
 

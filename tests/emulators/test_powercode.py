@@ -1,39 +1,20 @@
-"""The PowerCode emulator answers like PowerCode: classic actions, their refusals, and UAPI tags."""
+"""The PowerCode emulator answers like PowerCode: classic actions and their refusals."""
 
 from __future__ import annotations
 
-import base64
 import http.client
 import json
-from typing import Any
 
 import httpx
 import pytest
 
 from utopia_handler.emulators import PowerCodeEmulator, ServiceDef
+from utopia_handler.emulators.powercode import (
+    PRODUCTION_CUSTOMER_FIELDS,
+    PRODUCTION_TICKET_FIELDS,
+)
 
-from ._shared import NEW_CUSTOMER, uapi_headers
-
-
-def call(
-    client: httpx.Client, powercode: PowerCodeEmulator, action: str, **fields: str
-) -> dict[str, Any]:
-    """One classic API call with the right key; PowerCode always answers HTTP 200."""
-    response = client.post(
-        powercode.api_url, data={"apiKey": powercode.api_key, "action": action, **fields}
-    )
-    assert response.status_code == 200
-    result: dict[str, Any] = response.json()
-    return result
-
-
-def create_customer(client: httpx.Client, powercode: PowerCodeEmulator, **changes: str) -> int:
-    reply = call(client, powercode, "createCustomer", **{**NEW_CUSTOMER, **changes})
-    assert reply["statusCode"] == 0, reply
-    customer_id = reply["customerID"]
-    assert isinstance(customer_id, int)
-    return customer_id
-
+from ._shared import NEW_CUSTOMER, NEW_TICKET, call, create_customer
 
 # -- urls and keys -------------------------------------------------------------------------
 
@@ -59,13 +40,80 @@ def test_unknown_action_is_status_2(client: httpx.Client, powercode: PowerCodeEm
     assert call(client, powercode, "launchRocket")["statusCode"] == 2
 
 
-def test_missing_field_is_status_3_and_names_it(
+def test_form_fields_are_read_only_from_a_form_body(
     client: httpx.Client, powercode: PowerCodeEmulator
 ) -> None:
-    fields = {k: v for k, v in NEW_CUSTOMER.items() if k != "physicalZip"}
-    reply = call(client, powercode, "createCustomer", **fields)
-    assert reply == {"statusCode": 3, "message": "Missing field: physicalZip"}
+    # Every source sends the classic API form-encoded; a JSON body carries no fields, no key.
+    body = {"apiKey": powercode.api_key, "action": "createCustomer", **NEW_CUSTOMER}
+    response = client.post(powercode.api_url, json=body)
+    assert response.json() == {"statusCode": 1, "message": "Invalid API key"}
     assert powercode.customers == {}
+
+
+# The fields the production handler sent on every createCustomer, written out so that
+# dropping one from the stand-in's list fails here.
+CUSTOMER_FIELDS = [
+    "firstName",
+    "lastName",
+    "physicalStreet",
+    "physicalCity",
+    "physicalState",
+    "physicalZip",
+    "taxZoneId",
+    "dueByDays",
+    "extAccountID",
+]
+
+
+@pytest.mark.parametrize("blank", [False, True], ids=["absent", "blank"])
+@pytest.mark.parametrize("field", CUSTOMER_FIELDS)
+def test_create_customer_missing_production_field_is_status_3_and_names_it(
+    client: httpx.Client, powercode: PowerCodeEmulator, field: str, blank: bool
+) -> None:
+    fields = {k: v for k, v in NEW_CUSTOMER.items() if k != field}
+    if blank:
+        fields[field] = "  "
+    reply = call(client, powercode, "createCustomer", **fields)
+    assert reply == {"statusCode": 3, "message": f"Missing field: {field}"}
+    assert powercode.customers == {}
+
+
+def test_production_customer_fields_are_the_required_default(
+    powercode: PowerCodeEmulator,
+) -> None:
+    assert set(CUSTOMER_FIELDS) == PRODUCTION_CUSTOMER_FIELDS
+    assert powercode.required_customer_fields == PRODUCTION_CUSTOMER_FIELDS
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("taxZoneId", "Utah"),
+        ("taxZoneId", "1.5"),
+        ("dueByDays", "-1"),
+        ("dueByDays", "ten"),
+    ],
+)
+def test_create_customer_refuses_a_non_numeric_tax_zone_or_due_days(
+    client: httpx.Client, powercode: PowerCodeEmulator, field: str, value: str
+) -> None:
+    reply = call(client, powercode, "createCustomer", **{**NEW_CUSTOMER, field: value})
+    assert reply == {"statusCode": 3, "message": f"Invalid field: {field}"}
+    assert powercode.customers == {}
+
+
+def test_relaxed_customer_fields_accept_a_bare_create_but_still_check_values(
+    client: httpx.Client, powercode: PowerCodeEmulator
+) -> None:
+    powercode.required_customer_fields = frozenset({"firstName", "lastName"})
+    bare = call(client, powercode, "createCustomer", firstName="Dale", lastName="Whitfield")
+    assert bare["statusCode"] == 0
+    assert powercode.customers[bare["customerID"]]["lastName"] == "Whitfield"
+    bad = call(
+        client, powercode, "createCustomer", firstName="Dale", lastName="W", dueByDays="soon"
+    )
+    assert bad == {"statusCode": 3, "message": "Invalid field: dueByDays"}
+    assert len(powercode.customers) == 1
 
 
 # -- customers -----------------------------------------------------------------------------
@@ -209,6 +257,23 @@ def test_internet_quantity_must_be_one(client: httpx.Client, powercode: PowerCod
     assert powercode.customer_services[int(customer)] == {172: 5}
 
 
+@pytest.mark.parametrize("quantity", ["0", "-1", "two", "1.5"])
+def test_quantity_must_be_a_positive_whole_number(
+    client: httpx.Client, powercode: PowerCodeEmulator, quantity: str
+) -> None:
+    customer = str(create_customer(client, powercode))
+    reply = call(
+        client,
+        powercode,
+        "addCustomerService",
+        customerID=customer,
+        serviceID="172",
+        quantity=quantity,
+    )
+    assert reply == {"statusCode": 3, "message": "Invalid field: quantity"}
+    assert powercode.service_adds == []
+
+
 def test_adding_a_service_twice_keeps_one_entry_but_records_both_adds(
     client: httpx.Client, powercode: PowerCodeEmulator
 ) -> None:
@@ -266,87 +331,103 @@ def test_create_ticket_stores_fields_and_numbers_from_500(
     client: httpx.Client, powercode: PowerCodeEmulator
 ) -> None:
     customer = str(create_customer(client, powercode))
-    ticket = {
-        "customerID": customer,
-        "type": "Individual",
-        "summary": "New UTOPIA install",
-        "description": "<p>Install for Avery</p>",
-        "category": "4",
-        "ticketType": "2",
-        "status": "1",
-        "responsibleUser": "12",
-        "responsibleGroupID": "3",
-        "customerViewable": "0",
-    }
+    ticket = {"customerID": customer, **NEW_TICKET}
     reply = call(client, powercode, "createTicket", **ticket)
     assert reply == {"statusCode": 0, "message": "Ticket created", "ticketID": "500"}
     assert call(client, powercode, "createTicket", **ticket)["ticketID"] == "501"
     stored = powercode.tickets["500"]
     assert stored["description"] == "<p>Install for Avery</p>"
+    assert stored["responsibleUser"] == "Sales"
     assert stored["customerID"] == int(customer)
 
 
-def test_create_ticket_refusals(client: httpx.Client, powercode: PowerCodeEmulator) -> None:
+# The fields the production handler sent on every createTicket, written out on purpose.
+TICKET_FIELDS = [
+    "customerID",
+    "type",
+    "summary",
+    "description",
+    "category",
+    "ticketType",
+    "status",
+    "responsibleUser",
+    "responsibleGroupID",
+    "customerViewable",
+]
+
+
+@pytest.mark.parametrize("blank", [False, True], ids=["absent", "blank"])
+@pytest.mark.parametrize("field", TICKET_FIELDS)
+def test_create_ticket_missing_production_field_is_status_3_and_names_it(
+    client: httpx.Client, powercode: PowerCodeEmulator, field: str, blank: bool
+) -> None:
     customer = str(create_customer(client, powercode))
-    unknown = call(client, powercode, "createTicket", customerID="77", summary="s", description="d")
-    assert unknown["statusCode"] == 6
-    no_summary = call(client, powercode, "createTicket", customerID=customer, description="d")
-    assert no_summary == {"statusCode": 3, "message": "Missing field: summary"}
+    fields = {k: v for k, v in {"customerID": customer, **NEW_TICKET}.items() if k != field}
+    if blank:
+        fields[field] = ""
+    reply = call(client, powercode, "createTicket", **fields)
+    assert reply == {"statusCode": 3, "message": f"Missing field: {field}"}
     assert powercode.tickets == {}
 
 
-# -- UAPI tags -----------------------------------------------------------------------------
-
-
-def test_tags_add_list_and_remove(client: httpx.Client, powercode: PowerCodeEmulator) -> None:
-    customer = create_customer(client, powercode)
-    url = powercode.uapi_url + "customer/tags/customer"
-    headers = uapi_headers(powercode.api_key)
-    added = client.post(url, json={"customerID": customer, "tags": [1, 3]}, headers=headers)
-    assert added.status_code == 200
-    listed = client.get(url, params={"customerID": customer}, headers=headers)
-    assert listed.json() == {
-        "Success": True,
-        "Response": [{"TagID": 1, "TagName": "UTOPIA"}, {"TagID": 3, "TagName": "New install"}],
-    }
-    removed = client.request(
-        "DELETE", url, json={"customerID": str(customer), "tags": [3]}, headers=headers
-    )
-    assert removed.status_code == 200
-    assert powercode.customer_tags[customer] == {1}
-    assert powercode.calls["uapi:tags"] == 3
-
-
-def test_tags_refusals(client: httpx.Client, powercode: PowerCodeEmulator) -> None:
-    customer = create_customer(client, powercode)
-    url = powercode.uapi_url + "customer/tags/customer"
-    headers = uapi_headers(powercode.api_key)
-    unknown_tag = client.post(url, json={"customerID": customer, "tags": [1, 9]}, headers=headers)
-    assert unknown_tag.status_code == 400
-    assert unknown_tag.json() == {"Success": False, "Response": "Unknown tag 9"}
-    assert powercode.customer_tags.get(customer, set()) == set()
-    unknown_customer = client.post(url, json={"customerID": 1, "tags": [1]}, headers=headers)
-    assert unknown_customer.status_code == 404
+def test_production_ticket_fields_are_the_required_default(powercode: PowerCodeEmulator) -> None:
+    assert set(TICKET_FIELDS) == PRODUCTION_TICKET_FIELDS
+    assert powercode.required_ticket_fields == PRODUCTION_TICKET_FIELDS
 
 
 @pytest.mark.parametrize(
-    "headers",
+    ("field", "value"),
     [
-        {},
-        {"Authorization": "Basic " + base64.b64encode(b"wrong").decode()},
-        # The right key in the user:password form is not what PowerCode expects.
-        {"Authorization": "Basic " + base64.b64encode(b"pc-test-key:").decode()},
+        ("type", "Group"),
+        ("type", "individual"),
+        ("category", "Install"),
+        ("ticketType", "21a"),
+        ("status", "Open"),
+        ("responsibleGroupID", "Sales"),
+        ("customerViewable", "yes"),
+        ("customerViewable", "2"),
     ],
 )
-def test_uapi_refuses_a_wrong_key(
-    client: httpx.Client, powercode: PowerCodeEmulator, headers: dict[str, str]
+def test_create_ticket_refuses_an_invalid_value(
+    client: httpx.Client, powercode: PowerCodeEmulator, field: str, value: str
 ) -> None:
-    customer = create_customer(client, powercode)
-    url = powercode.uapi_url + "customer/tags/customer"
-    response = client.post(url, json={"customerID": customer, "tags": [1]}, headers=headers)
-    assert response.status_code == 401
-    assert response.json() == {"Success": False, "Response": "Unauthorized"}
-    assert powercode.customer_tags.get(customer, set()) == set()
+    customer = str(create_customer(client, powercode))
+    fields = {"customerID": customer, **NEW_TICKET, field: value}
+    reply = call(client, powercode, "createTicket", **fields)
+    assert reply == {"statusCode": 3, "message": f"Invalid field: {field}"}
+    assert powercode.tickets == {}
+
+
+@pytest.mark.parametrize("user", ["Sales", "12", "Jo Tech"])
+def test_create_ticket_takes_the_responsible_user_as_a_name_or_a_number(
+    client: httpx.Client, powercode: PowerCodeEmulator, user: str
+) -> None:
+    customer = str(create_customer(client, powercode))
+    fields = {"customerID": customer, **NEW_TICKET, "responsibleUser": user}
+    reply = call(client, powercode, "createTicket", **fields)
+    assert reply["statusCode"] == 0
+    assert powercode.tickets[reply["ticketID"]]["responsibleUser"] == user
+
+
+def test_create_ticket_for_an_unknown_customer_is_status_6(
+    client: httpx.Client, powercode: PowerCodeEmulator
+) -> None:
+    reply = call(client, powercode, "createTicket", customerID="77", **NEW_TICKET)
+    assert reply == {"statusCode": 6, "message": "Customer not found"}
+    assert powercode.tickets == {}
+
+
+def test_relaxed_ticket_fields_accept_a_short_ticket_but_still_check_values(
+    client: httpx.Client, powercode: PowerCodeEmulator
+) -> None:
+    customer = str(create_customer(client, powercode))
+    powercode.required_ticket_fields = frozenset({"customerID", "summary"})
+    short = call(client, powercode, "createTicket", customerID=customer, summary="s")
+    assert short["statusCode"] == 0
+    assert powercode.tickets[short["ticketID"]]["summary"] == "s"
+    bad = call(client, powercode, "createTicket", customerID=customer, summary="s", type="Group")
+    assert bad == {"statusCode": 3, "message": "Invalid field: type"}
+    assert len(powercode.tickets) == 1
 
 
 # -- transport -----------------------------------------------------------------------------

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from types import FrameType
 
 from .faults import Fault, FaultPlan
-from .powercode import PowerCodeEmulator, ServiceDef
+from .powercode import PowerCodeEmulator, RecordedRequest, ServiceDef
 from .seed import seed_powercode, seed_utopia
 from .smtp import SmtpEmulator
 from .utopia import UtopiaEmulator
@@ -25,6 +25,7 @@ __all__ = [
     "Fault",
     "FaultPlan",
     "PowerCodeEmulator",
+    "RecordedRequest",
     "ServiceDef",
     "SmtpEmulator",
     "UtopiaEmulator",

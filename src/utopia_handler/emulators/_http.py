@@ -40,6 +40,9 @@ class Request:
     query: dict[str, str]
     headers: Mapping[str, str]
     body: bytes
+    #: Every query-string parameter in order, repeats and blank values kept (``query`` keeps
+    #: only the last of a repeated name).
+    query_pairs: tuple[tuple[str, str], ...] = ()
 
     def json(self) -> Any:
         """The body decoded as JSON; raises ValueError when it is not JSON."""
@@ -189,13 +192,14 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(Reply.json({"error": "Bad request body"}, status=400))
             return
         split = urllib.parse.urlsplit(self.path)
-        query = dict(urllib.parse.parse_qsl(split.query, keep_blank_values=True))
+        query_pairs = tuple(urllib.parse.parse_qsl(split.query, keep_blank_values=True))
         request = Request(
             method=self.command,
             path=split.path,
-            query=query,
+            query=dict(query_pairs),
             headers={k.lower(): v for k, v in self.headers.items()},
             body=body,
+            query_pairs=query_pairs,
         )
         try:
             reply = self.server.emulator.handle(request)

@@ -7,8 +7,9 @@ import hmac
 import json
 import logging
 import re
+import types
 import urllib.parse
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -53,6 +54,104 @@ _SPEED = re.compile(r"(\d+)\s*(Mbps|Gbps)", re.IGNORECASE)
 
 # Fields of the classic API envelope, not of the record being written.
 _ENVELOPE_FIELDS = frozenset({"apiKey", "action"})
+_DIGITS = re.compile(r"[0-9]+")
+
+# Production handler sent all of these on every createCustomer (the reference's table); the
+# order is the order "Missing field" names them in.
+_CUSTOMER_FIELD_ORDER = (
+    "firstName",
+    "lastName",
+    "physicalStreet",
+    "physicalCity",
+    "physicalState",
+    "physicalZip",
+    "taxZoneId",
+    "dueByDays",
+    "extAccountID",
+)
+#: createCustomer fields the stand-in requires by default.
+PRODUCTION_CUSTOMER_FIELDS: frozenset[str] = frozenset(_CUSTOMER_FIELD_ORDER)
+
+# Production handler sent all of these on every createTicket.
+_TICKET_FIELD_ORDER = (
+    "customerID",
+    "type",
+    "summary",
+    "description",
+    "category",
+    "ticketType",
+    "status",
+    "responsibleUser",
+    "responsibleGroupID",
+    "customerViewable",
+)
+#: createTicket fields the stand-in requires by default.
+PRODUCTION_TICKET_FIELDS: frozenset[str] = frozenset(_TICKET_FIELD_ORDER)
+
+#: Classic actions the stand-in answers (the names ``omit_status_code`` accepts).
+CLASSIC_ACTIONS: frozenset[str] = frozenset(
+    {
+        "searchCustomers",
+        "readCustomer",
+        "createCustomer",
+        "addCustomerService",
+        "readCustomerService",
+        "createTicket",
+    }
+)
+
+#: ``tag_reply``: what a tag POST answers in ``Response``. Only "all" is evidence.
+TAG_REPLY_SHAPES: tuple[str, ...] = ("all", "added", "bare", "empty")
+
+#: ``id_style``: "evidence" types each id as the reference shows it, or all strings / numbers.
+ID_STYLES: tuple[str, ...] = ("evidence", "strings", "numbers")
+
+# Never seen: readCustomer when nothing matches. Each takes the field looked up and its value.
+_NOT_FOUND: dict[str, Callable[[str, str], dict[str, Any]]] = {
+    "code0_no_block": lambda field, value: {"statusCode": 0, "message": ""},
+    "code0_empty_object": lambda field, value: {"statusCode": 0, "message": "", "customer": {}},
+    "code0_empty_list": lambda field, value: {"statusCode": 0, "message": "", "customer": []},
+    "code0_null": lambda field, value: {"statusCode": 0, "message": "", "customer": None},
+    "refusal_not_found": lambda field, value: {"statusCode": 6, "message": "Customer not found"},
+    "refusal_no_match": lambda field, value: {
+        "statusCode": 2,
+        "message": f"No customer matches {field} {value}",
+    },
+    "refusal_invalid": lambda field, value: {"statusCode": 11, "message": "Invalid customer"},
+}
+#: ``not_found_shape``: name -> reply to readCustomer for an unknown customer (field, value).
+NOT_FOUND_SHAPES: Mapping[str, Callable[[str, str], dict[str, Any]]] = types.MappingProxyType(
+    _NOT_FOUND
+)
+
+# Never seen: readCustomerService for a customer that has no services.
+_NO_SERVICES: dict[str, Callable[[], dict[str, Any]]] = {
+    "code0_empty_list": lambda: {"statusCode": 0, "message": "", "services": []},
+    "code0_no_key": lambda: {"statusCode": 0, "message": ""},
+    "code0_null": lambda: {"statusCode": 0, "message": "", "services": None},
+    "code0_empty_object": lambda: {"statusCode": 0, "message": "", "services": {}},
+    "refusal_none": lambda: {"statusCode": 9, "message": "No services found for customer"},
+    "refusal_no_records": lambda: {"statusCode": 4, "message": "No records"},
+}
+#: ``no_services_shape``: name -> reply to readCustomerService for a customer with none.
+NO_SERVICES_SHAPES: Mapping[str, Callable[[], dict[str, Any]]] = types.MappingProxyType(
+    _NO_SERVICES
+)
+
+
+@dataclass(frozen=True)
+class RecordedRequest:
+    """One request to the emulated API as it arrived (never the Authorization value)."""
+
+    method: str
+    path: str
+    #: Query-string parameters in order, repeats and blank values kept.
+    query: tuple[tuple[str, str], ...]
+    #: Fields of a classic-API form body in order; empty for any other request.
+    form: tuple[tuple[str, str], ...]
+    content_type: str
+    body: bytes
+    has_authorization: bool
 
 
 class _ApiError(Exception):
@@ -75,6 +174,37 @@ def _required(form: dict[str, str], name: str) -> str:
     return value
 
 
+def _require_all(form: dict[str, str], required: frozenset[str], order: tuple[str, ...]) -> None:
+    """Refuse the first required field that is missing or blank, in ``order``."""
+    for name in (*(n for n in order if n in required), *sorted(required.difference(order))):
+        _required(form, name)
+
+
+def _check_numeric(form: dict[str, str], *names: str) -> None:
+    """Refuse any of ``names`` that is given but is not a whole number >= 0."""
+    for name in names:
+        value = form.get(name, "").strip()
+        if value and not _DIGITS.fullmatch(value):
+            raise _ApiError(3, f"Invalid field: {name}")
+
+
+def _classic_form(request: Request) -> tuple[tuple[str, str], ...]:
+    """The fields of a form-encoded body; none for any other body, as PHP's $_POST."""
+    content_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if content_type != "application/x-www-form-urlencoded":
+        return ()
+    text = request.body.decode("utf-8", errors="replace")
+    return tuple(urllib.parse.parse_qsl(text, keep_blank_values=True))
+
+
+def _choose(kind: str, value: str, choices: Iterable[str]) -> str:
+    """``value`` if it is one of ``choices``, else a ValueError naming both."""
+    allowed = list(choices)
+    if value not in allowed:
+        raise ValueError(f"{kind} must be one of {allowed}, not {value!r}")
+    return value
+
+
 def _internet_info(service: ServiceDef) -> dict[str, int]:
     match = _SPEED.search(service.name)
     if match is None:
@@ -84,7 +214,12 @@ def _internet_info(service: ServiceDef) -> dict[str, int]:
 
 
 class PowerCodeEmulator(HttpEmulator):
-    """PowerCode on 127.0.0.1: customers, services, tickets and tags kept in memory."""
+    """PowerCode on 127.0.0.1: customers, services, tickets and tags kept in memory.
+
+    By default it refuses what the production handler never sent; where the evidence is
+    silent (replies never seen) the answer is an option, each a plain attribute that can also
+    be given to the constructor.
+    """
 
     name: ClassVar[str] = "powercode"
     fault_kinds: ClassVar[frozenset[str]] = frozenset(
@@ -100,6 +235,14 @@ class PowerCodeEmulator(HttpEmulator):
         latency: float = 0.0,
         services: dict[int, ServiceDef] | None = None,
         tags: dict[int, str] | None = None,
+        tag_reply: str = "all",
+        not_found_shape: str = "refusal_not_found",
+        no_services_shape: str = "code0_empty_list",
+        omit_status_code: Iterable[str] = (),
+        id_style: str = "evidence",
+        create_warning: tuple[int, str] | None = None,
+        required_customer_fields: Iterable[str] = PRODUCTION_CUSTOMER_FIELDS,
+        required_ticket_fields: Iterable[str] = PRODUCTION_TICKET_FIELDS,
     ) -> None:
         super().__init__(host=host, port=port, latency=latency)
         self.api_key = api_key
@@ -107,6 +250,21 @@ class PowerCodeEmulator(HttpEmulator):
             DEFAULT_SERVICES if services is None else services
         )
         self.tags: dict[int, str] = dict(DEFAULT_TAGS if tags is None else tags)
+        self.tag_reply: str = _choose("tag_reply", tag_reply, TAG_REPLY_SHAPES)
+        self.not_found_shape: str = _choose("not_found_shape", not_found_shape, NOT_FOUND_SHAPES)
+        self.no_services_shape: str = _choose(
+            "no_services_shape", no_services_shape, NO_SERVICES_SHAPES
+        )
+        self.omit_status_code: frozenset[str] = frozenset(omit_status_code)
+        unknown = self.omit_status_code - CLASSIC_ACTIONS
+        if unknown:
+            raise ValueError(f"omit_status_code names unknown actions: {sorted(unknown)}")
+        self.id_style: str = _choose("id_style", id_style, ID_STYLES)
+        self.create_warning: tuple[int, str] | None = create_warning
+        self.required_customer_fields: frozenset[str] = frozenset(required_customer_fields)
+        self.required_ticket_fields: frozenset[str] = frozenset(required_ticket_fields)
+        #: Every request to the API (classic and UAPI) in arrival order, control routes excluded.
+        self.requests: list[RecordedRequest] = []
         self.customers: dict[int, dict[str, Any]] = {}
         self.customer_services: dict[int, dict[int, int]] = {}
         self.service_adds: list[tuple[int, int]] = []
@@ -172,20 +330,40 @@ class PowerCodeEmulator(HttpEmulator):
     # -- routing ---------------------------------------------------------------------------
 
     def handle_api(self, request: Request) -> Reply:
-        """Route to the classic API or the UAPI."""
+        """Record the request, then route it to the classic API or the UAPI."""
+        self._record(request)
         if request.path == API_PATH:
             return self._handle_classic(request)
         if request.path.startswith(UAPI_PREFIX):
             return self._handle_uapi(request)
         return Reply.json({"error": "Not found"}, status=404)
 
+    def _record(self, request: Request) -> None:
+        entry = RecordedRequest(
+            method=request.method,
+            path=request.path,
+            query=request.query_pairs,
+            form=_classic_form(request) if request.path == API_PATH else (),
+            content_type=request.headers.get("content-type", ""),
+            body=request.body,
+            has_authorization="authorization" in request.headers,
+        )
+        with self.lock:
+            self.requests.append(entry)
+
+    def _id(self, value: int | str, *, evidence_string: bool) -> int | str:
+        """An id typed by ``id_style``; ``evidence_string`` is how the reference shows it."""
+        style = _choose("id_style", self.id_style, ID_STYLES)
+        as_string = evidence_string if style == "evidence" else style == "strings"
+        return str(value) if as_string else int(value)
+
     # -- classic API -----------------------------------------------------------------------
 
     def _handle_classic(self, request: Request) -> Reply:
         if request.method != "POST":
             return Reply.json({"error": "Method not allowed"}, status=405, Allow="POST")
-        text = request.body.decode("utf-8", errors="replace")
-        form = dict(urllib.parse.parse_qsl(text, keep_blank_values=True))
+        # Every source sends form-encoded fields; any other body reads as no fields at all.
+        form = dict(_classic_form(request))
         action = form.get("action", "")
         if action:
             with self.lock:
@@ -211,9 +389,13 @@ class PowerCodeEmulator(HttpEmulator):
             return {"statusCode": 2, "message": f"Unknown action: {action}"}
         try:
             with self.lock:
-                return handler(form)
+                reply = handler(form)
         except _ApiError as error:
             return {"statusCode": error.status_code, "message": error.message}
+        if action in self.omit_status_code and reply.get("statusCode") == 0:
+            # The evidence shows no envelope on some successful replies; refusals keep theirs.
+            reply = {k: v for k, v in reply.items() if k not in ("statusCode", "message")}
+        return reply
 
     def _customer_id(self, form: dict[str, str], name: str = "customerID") -> int:
         """The existing customer the form names; refuses a missing or unknown one."""
@@ -250,7 +432,7 @@ class PowerCodeEmulator(HttpEmulator):
             if all(word in haystack for word in words):
                 hits.append(
                     {
-                        "CustomerID": str(customer_id),
+                        "CustomerID": self._id(customer_id, evidence_string=True),
                         "CompanyName": self._display_name(record),
                         "Address1": str(record.get("physicalStreet", "")),
                         "City": str(record.get("physicalCity", "")),
@@ -260,22 +442,25 @@ class PowerCodeEmulator(HttpEmulator):
 
     def _read_customer(self, form: dict[str, str]) -> dict[str, Any]:
         if form.get("customerID", "").strip():
-            customer_id = self._customer_id(form)
+            field, value = "customerID", form["customerID"].strip()
+            matches = [int(value)] if _DIGITS.fullmatch(value) else []
         elif form.get("extAccountID", "").strip():
-            ext = form["extAccountID"].strip()
+            field, value = "extAccountID", form["extAccountID"].strip()
             matches = [
                 cid
                 for cid, rec in self.customers.items()
-                if str(rec.get("extAccountID", "")) == ext
+                if str(rec.get("extAccountID", "")) == value
             ]
-            if not matches:
-                raise _ApiError(6, "Customer not found")
-            customer_id = min(matches)
         else:
             raise _ApiError(3, "Missing field: customerID")
+        customer_id = min((cid for cid in matches if cid in self.customers), default=None)
+        if customer_id is None:
+            # Never seen from the real PowerCode: configurable (not_found_shape).
+            shape = _choose("not_found_shape", self.not_found_shape, NOT_FOUND_SHAPES)
+            return NOT_FOUND_SHAPES[shape](field, value)
         record = self.customers[customer_id]
         customer = {
-            "customerId": str(customer_id),
+            "customerId": self._id(customer_id, evidence_string=True),
             "companyName": self._display_name(record),
             "firstName": str(record.get("firstName", "")),
             "lastName": str(record.get("lastName", "")),
@@ -291,26 +476,26 @@ class PowerCodeEmulator(HttpEmulator):
         return _ok(customer=customer)
 
     def _create_customer(self, form: dict[str, str]) -> dict[str, Any]:
-        for name in (
-            "firstName",
-            "lastName",
-            "physicalStreet",
-            "physicalCity",
-            "physicalState",
-            "physicalZip",
-        ):
-            _required(form, name)
-        if form["physicalState"].strip() not in US_STATE_CODES:
+        # Production handler sent these every time (taxZoneId 1, dueByDays 0, extAccountID).
+        _require_all(form, self.required_customer_fields, _CUSTOMER_FIELD_ORDER)
+        state = form.get("physicalState", "").strip()
+        if state and state not in US_STATE_CODES:
             raise _ApiError(4, "Invalid state")
+        _check_numeric(form, "taxZoneId", "dueByDays")
         record: dict[str, Any] = {k: v for k, v in form.items() if k not in _ENVELOPE_FIELDS}
         if "phone" in form:
             record["phone"] = self._parse_phone(form["phone"])
         if form.get("physicalAutomaticallyGeocode") == "1" and _PO_BOX.match(
-            form["physicalStreet"]
+            form.get("physicalStreet", "")
         ):
             raise _ApiError(23, "Unable to geocode physical address")
         customer_id = self._store_customer(record)
-        return _ok("Customer created", customerID=customer_id)
+        new_id = self._id(customer_id, evidence_string=False)
+        if self.create_warning is not None:
+            # Production handler took any reply carrying customerID as created.
+            code, message = self.create_warning
+            return {"statusCode": code, "message": message, "customerID": new_id}
+        return _ok("Customer created", customerID=new_id)
 
     @staticmethod
     def _parse_phone(raw: str) -> list[dict[str, str]]:
@@ -342,6 +527,8 @@ class PowerCodeEmulator(HttpEmulator):
             raise _ApiError(3, "Invalid field: quantity") from None
         if quantity < 1:
             raise _ApiError(3, "Invalid field: quantity")
+        # PowerCode's documentation: internet never above 1. Production sent 5 for the bond
+        # fee too, so other services take any positive quantity (a per-unit fee).
         if service.internet and quantity != 1:
             raise _ApiError(7, "Internet services can not have a quantity above 1")
         services = self.customer_services.setdefault(customer_id, {})
@@ -361,26 +548,37 @@ class PowerCodeEmulator(HttpEmulator):
         for service_id, quantity in sorted(self.customer_services.get(customer_id, {}).items()):
             service = self.services.get(service_id)
             row: dict[str, Any] = {
-                "serviceID": str(service_id),
+                "serviceID": self._id(service_id, evidence_string=True),
                 "quantity": str(quantity),
                 "description": service.name if service else "",
             }
             if service is not None and service.internet:
                 row["internetInfo"] = _internet_info(service)
             rows.append(row)
+        if not rows:
+            # Never seen from the real PowerCode: configurable (no_services_shape).
+            shape = _choose("no_services_shape", self.no_services_shape, NO_SERVICES_SHAPES)
+            return NO_SERVICES_SHAPES[shape]()
         return _ok(services=rows)
 
     def _create_ticket(self, form: dict[str, str]) -> dict[str, Any]:
-        customer_id = self._customer_id(form)
-        _required(form, "summary")
-        _required(form, "description")
+        # Production handler sent every one of these on each ticket.
+        _require_all(form, self.required_ticket_fields, _TICKET_FIELD_ORDER)
+        kind = form.get("type", "").strip()
+        if kind and kind != "Individual":
+            raise _ApiError(3, "Invalid field: type")
+        # responsibleUser went as a name ("Sales"): any text passes, so no check here.
+        _check_numeric(form, "category", "ticketType", "status", "responsibleGroupID")
+        if form.get("customerViewable", "").strip() not in ("", "0", "1"):
+            raise _ApiError(3, "Invalid field: customerViewable")
+        customer_id = self._customer_id(form) if form.get("customerID", "").strip() else None
         ticket_id = str(self._next_ticket_id)
         self._next_ticket_id += 1
         record: dict[str, Any] = {k: v for k, v in form.items() if k not in _ENVELOPE_FIELDS}
         record["customerID"] = customer_id
         record["ticketID"] = ticket_id
         self.tickets[ticket_id] = record
-        return _ok("Ticket created", ticketID=ticket_id)
+        return _ok("Ticket created", ticketID=self._id(ticket_id, evidence_string=True))
 
     # -- UAPI ------------------------------------------------------------------------------
 
@@ -414,43 +612,46 @@ class PowerCodeEmulator(HttpEmulator):
 
     def _uapi_tags(self, request: Request) -> Reply:
         if request.method == "GET":
-            raw_id: object = request.query.get("customerID")
-            raw_tags: object = []
+            customer_id = _query_customer_id(request.query_pairs)
+            if customer_id is None:
+                return self._uapi_error("Missing or invalid customerID", 400)
+            tag_id = None
         elif request.method in ("POST", "DELETE"):
-            try:
-                body = request.json()
-            except ValueError:
-                return self._uapi_error("Invalid JSON body", 400)
-            if not isinstance(body, dict):
-                return self._uapi_error("Invalid JSON body", 400)
-            raw_id = body.get("customerID")
-            raw_tags = body.get("tags")
+            parsed = _tag_write(request)
+            if isinstance(parsed, str):
+                return self._uapi_error(parsed, 400)
+            customer_id, tag_id = parsed
         else:
             return self._uapi_error("Method not allowed", 405)
-        customer_id = _as_int(raw_id)
-        if customer_id is None:
-            return self._uapi_error("Missing or invalid customerID", 400)
-        if not isinstance(raw_tags, list):
-            return self._uapi_error("tags must be a list", 400)
-        tag_ids: list[int] = []
-        for raw_tag in raw_tags:
-            tag_id = _as_int(raw_tag)
-            if tag_id is None:
-                return self._uapi_error(f"Invalid tag {raw_tag!r}", 400)
-            tag_ids.append(tag_id)
         with self.lock:
             if customer_id not in self.customers:
                 return self._uapi_error("Customer not found", 404)
-            for tag_id in tag_ids:
-                if tag_id not in self.tags:
-                    return self._uapi_error(f"Unknown tag {tag_id}", 400)
+            if tag_id is not None and tag_id not in self.tags:
+                return self._uapi_error(f"Unknown tag {tag_id}", 400)
             current = self.customer_tags.setdefault(customer_id, set())
-            if request.method == "POST":
-                current.update(tag_ids)
-            elif request.method == "DELETE":
-                current.difference_update(tag_ids)
-            listing = [{"TagID": t, "TagName": self.tags.get(t, "")} for t in sorted(current)]
-        return Reply.json({"Success": True, "Response": listing})
+            if tag_id is None:
+                return self._uapi_ok(self._tag_rows(current))
+            if request.method == "DELETE":
+                current.discard(tag_id)
+                return self._uapi_ok(self._tag_rows(current))
+            current.add(tag_id)
+            # The evidence shows the customer's tags; the other shapes are never seen.
+            shape = _choose("tag_reply", self.tag_reply, TAG_REPLY_SHAPES)
+            if shape == "all":
+                return self._uapi_ok(self._tag_rows(current))
+            if shape == "added":
+                return self._uapi_ok(self._tag_rows([tag_id]))
+            return self._uapi_ok(True if shape == "bare" else [])
+
+    def _tag_rows(self, tag_ids: Iterable[int]) -> list[dict[str, Any]]:
+        return [
+            {"TagID": self._id(t, evidence_string=False), "TagName": self.tags.get(t, "")}
+            for t in sorted(tag_ids)
+        ]
+
+    @staticmethod
+    def _uapi_ok(response: object) -> Reply:
+        return Reply.json({"Success": True, "Response": response})
 
     @staticmethod
     def _uapi_error(message: str, status: int) -> Reply:
@@ -482,12 +683,35 @@ class PowerCodeEmulator(HttpEmulator):
             return result
 
 
-def _as_int(value: object) -> int | None:
-    """An id given as a JSON number or a numeric string, else None."""
-    if isinstance(value, bool):
+def _query_customer_id(pairs: tuple[tuple[str, str], ...]) -> int | None:
+    """The one numeric customerID of a query string, else None."""
+    values = [value for name, value in pairs if name == "customerID"]
+    if len(values) != 1 or not _DIGITS.fullmatch(values[0]):
         return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str) and value.strip().isdigit():
-        return int(value.strip())
-    return None
+    return int(values[0])
+
+
+def _tag_write(request: Request) -> tuple[int, int] | str:
+    """(customer id, tag id) of a tag POST or DELETE, or why it is refused.
+
+    Production handler sent query-string parameters only, one request per tag id; the
+    comma-joined form was abandoned and a JSON body has never been seen to work.
+    """
+    if request.body:
+        return "request body not accepted"
+    customer_id = _query_customer_id(request.query_pairs)
+    if customer_id is None:
+        return "Missing or invalid customerID"
+    names = [name for name, _ in request.query_pairs]
+    if any(name.startswith("tags") and name != "tags[]" for name in names):
+        return "tag ids must be sent as tags[]"
+    values = [value for name, value in request.query_pairs if name == "tags[]"]
+    if not values:
+        return "tags[] missing"
+    if len(values) > 1:
+        return "tags[] repeated: one tag per request"
+    if "," in values[0]:
+        return "tags[] holds a comma-joined list: one tag per request"
+    if not _DIGITS.fullmatch(values[0]):
+        return "tags[] is not a numeric tag id"
+    return customer_id, int(values[0])
