@@ -16,7 +16,7 @@ from utopia_handler.clients.utopia import Contract
 from utopia_handler.provisioning import PlannedService
 from utopia_handler.settings import ProvisioningSettings, plan_key
 from utopia_handler.store import queries
-from utopia_handler.store.models import Notification, Order, OrderState, Step
+from utopia_handler.store.models import Notification, Order, OrderState, SiteDecision, Step
 
 
 class ActionRefused(Exception):
@@ -56,6 +56,11 @@ def retry_order(
             order_ref=order_ref,
             detail=f"queued at {step.value} (was {order.state.value} at {order.step.value})",
         )
+    _queue_new_run(order, step, now)
+    return order
+
+
+def _queue_new_run(order: Order, step: Step, now: datetime) -> None:
     # A new run: uncertainty about earlier attempts is now the person's call, not the worker's.
     order.run += 1
     order.state = OrderState.IN_PROGRESS
@@ -65,7 +70,6 @@ def retry_order(
     order.reason = None
     order.next_attempt_at = now
     order.updated_at = now
-    return order
 
 
 # Closing an order by hand -------------------------------------------------------------------------
@@ -146,6 +150,62 @@ def ignore_order(
         session, order_ref, note, now,
         actor=actor, state=OrderState.IGNORED, reason="ignored by ", action="ignore",
     )  # fmt: skip
+
+
+# A site that changed hands --------------------------------------------------------------------
+
+SITE_DECISION_WORDS = {
+    SiteDecision.NEW_CUSTOMER: "new customer at this site",
+    SiteDecision.SAME_PERSON: "same person",
+}
+
+
+def waits_for_site_decision(order: Order) -> bool:
+    """Whether the order waits for a person to say who lives at its site now."""
+    return (
+        order.state == OrderState.WAITING
+        and order.step == Step.FIND_CUSTOMER
+        and order.former_customer_id is not None
+        and order.site_decision is None
+    )
+
+
+def decide_site(
+    session: Session,
+    order_ref: str,
+    decision: SiteDecision,
+    note: str,
+    now: datetime,
+    *,
+    actor: str,
+) -> Order:
+    """Record who lives at the order's site and queue it again at find_customer, as a new run.
+
+    "new customer at this site": the former customer is passed over and a new account is created.
+    "same person": the order ends as a duplicate of the former customer.
+    """
+    order = queries.find_order(session, order_ref)
+    if order is None:
+        raise ActionRefused(f"no order {order_ref}")
+    if _is_leased(order, now):
+        raise ActionRefused(f"order {order_ref} is being worked on right now; try again shortly")
+    if not waits_for_site_decision(order):
+        raise ActionRefused(
+            f"order {order_ref} is not waiting for a decision about a former customer at its site"
+        )
+    text = _note(note)
+    order.site_decision = decision
+    audit.record(
+        session,
+        actor,
+        f"site_{decision.value}",
+        now,
+        order_ref=order_ref,
+        detail=f"{SITE_DECISION_WORDS[decision]} (former customer #{order.former_customer_id}): "
+        f"{text}",
+    )
+    _queue_new_run(order, Step.FIND_CUSTOMER, now)
+    return order
 
 
 def is_resolved_by_hand(order: Order) -> bool:
@@ -369,6 +429,11 @@ def provision_by_hand(
     order.services_added = None
     order.ticket_id = None
     order.tags_added = None
+    # Corrections may change the person or the site: find_customer asks again if it must.
+    order.former_customer_id = None
+    order.former_customer_name = None
+    order.former_customer_status = None
+    order.site_decision = None
     order.step = step
     order.step_attempts = 0
     order.retrying_since = None

@@ -305,6 +305,39 @@ def orders_retry(ctx: click.Context, order_ref: str, from_step: str | None) -> N
         store.close()
 
 
+@orders.command("site-decision")
+@click.argument("order_ref")
+@click.argument("decision", type=click.Choice(["new-customer", "same-person"]))
+@click.option("--note", required=True, help="How you know (kept in the audit log).")
+@click.pass_context
+def orders_site_decision(ctx: click.Context, order_ref: str, decision: str, note: str) -> None:
+    """Say who lives at a waiting order's site: a new customer there, or the same person."""
+    from utopia_handler.actions import ActionRefused, decide_site
+    from utopia_handler.store.db import Store
+    from utopia_handler.store.models import SiteDecision
+    from utopia_handler.timeutil import utcnow
+
+    store = Store(_settings(ctx.find_root(), require_runtime=False).database_url)
+    try:
+        with store.write() as session:
+            order = decide_site(
+                session,
+                order_ref,
+                SiteDecision(decision.replace("-", "_")),
+                note,
+                utcnow(),
+                actor=CLI_ACTOR,
+            )
+            click.echo(
+                f"{order.order_ref}: {decision} recorded; queued again at {order.step.value}"
+            )
+    except ActionRefused as refusal:
+        click.echo(str(refusal), err=True)
+        sys.exit(1)
+    finally:
+        store.close()
+
+
 # Console users -----------------------------------------------------------------------------------
 
 # How the audit log names actions taken with this command.

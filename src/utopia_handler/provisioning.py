@@ -16,19 +16,36 @@ from typing import Any
 
 from utopia_handler.addresses import normalise_name, normalise_street, state_code, street_with_unit
 from utopia_handler.clients.powercode import (
+    CustomerMatch,
     GeocodeFailed,
     NewCustomer,
     NewTicket,
     PowerCodeClient,
+    PowerCodeCustomer,
 )
 from utopia_handler.clients.utopia import Contract, NotOurOrder, UtopiaClient
 from utopia_handler.settings import PowerCodeSettings, ProvisioningSettings, plan_key
-from utopia_handler.store.models import NotificationKind, OrderState, Step
+from utopia_handler.store.models import NotificationKind, OrderState, SiteDecision, Step
 from utopia_handler.tickets import TemplateProblem, TicketRenderer
 
 
 class Hold(Exception):
     """One of our own rules stops the order until a person looks; the message says why."""
+
+
+class FormerCustomerAtSite(Hold):
+    """The order's site already has a PowerCode customer of another name: a person decides.
+
+    The message names both people, for the person deciding; `history` says the same without
+    names, for the step history, which is kept after retention removes personal data.
+    """
+
+    def __init__(self, message: str, *, history: str, former: PowerCodeCustomer) -> None:
+        super().__init__(message)
+        self.history = history
+        self.customer_id = former.customer_id
+        self.name = powercode_name(former)
+        self.status = former.status
 
 
 @dataclass(frozen=True)
@@ -58,6 +75,9 @@ class OrderView:
     ticket_id: str | None = None
     earlier_attempts: int = 0  # attempts of this step in this run, before this one
     maybe_applied: bool = False  # an earlier attempt may have reached PowerCode unanswered
+    # The customer found at the order's site under another name, and what a person decided.
+    former_customer_id: int | None = None
+    site_decision: SiteDecision | None = None
 
     def require_contract(self) -> Contract:
         if self.contract is None:
@@ -139,25 +159,48 @@ class Provisioner:
     # 3 -----------------------------------------------------------------------------------------
     def find_customer(self, order: OrderView) -> StepResult:
         contract = order.require_contract()
-        by_site = self.powercode.find_customer_by_site(contract.site_id)
-        if (
-            by_site is not None
-            and order.customer_created
-            and order.customer_id == by_site.customer_id
-        ):
+        site = contract.site_id
+        if order.site_decision == SiteDecision.SAME_PERSON and order.former_customer_id:
+            former = order.former_customer_id
+            return _duplicate(
+                former,
+                f"customer #{former} at site {site} is this order's person, as a person decided",
+                "site id (a person confirmed it is the same person)",
+            )
+        by_site = self.powercode.find_customer_by_site(site)
+        if by_site is not None and _is_former_customer(order, by_site.customer_id):
+            # A person decided this order is a new subscriber where that customer used to live.
+            by_site = None
+        if by_site is not None and _created_by_order(order, by_site.customer_id):
             return StepResult(
                 f"customer #{by_site.customer_id} was created by this order before",
                 next_step=Step.ADD_SERVICES,
             )
         if by_site is not None:
-            return StepResult(
-                f"customer #{by_site.customer_id} already carries site id {contract.site_id}",
-                changes={"customer_id": by_site.customer_id, "customer_created": False},
-                final_state=OrderState.DUPLICATE,
-                next_step=Step.FINISHED,
-                notify=NotificationKind.DUPLICATE,
-                notify_context={"customer_id": by_site.customer_id, "matched_by": "site id"},
+            if not is_same_person(contract, by_site):
+                raise _site_question(contract, by_site)
+            return _duplicate(
+                by_site.customer_id,
+                f"customer #{by_site.customer_id} already carries site id {site}",
+                "site id",
             )
+        match = self._customer_by_name(contract)
+        if match is not None and _created_by_order(order, match.customer_id):
+            return StepResult(
+                f"customer #{match.customer_id} was created by this order before "
+                "(found by name, city and street)",
+                next_step=Step.ADD_SERVICES,
+            )
+        if match is not None:
+            return _duplicate(
+                match.customer_id,
+                f"customer #{match.customer_id} has the same name, city and street",
+                "name, city and street",
+            )
+        return StepResult("no existing PowerCode customer matches; a new one will be created")
+
+    def _customer_by_name(self, contract: Contract) -> CustomerMatch | None:
+        """The first customer PowerCode finds with the contract's name, city and street."""
         wanted_name = normalise_name(
             f"{contract.customer.first_name} {contract.customer.last_name}"
         )
@@ -170,30 +213,21 @@ class Provisioner:
                 and normalise_name(match.city) == wanted_city
                 and normalise_street(match.street) == wanted_street
             ):
-                return StepResult(
-                    f"customer #{match.customer_id} has the same name, city and street",
-                    changes={"customer_id": match.customer_id, "customer_created": False},
-                    final_state=OrderState.DUPLICATE,
-                    next_step=Step.FINISHED,
-                    notify=NotificationKind.DUPLICATE,
-                    notify_context={
-                        "customer_id": match.customer_id,
-                        "matched_by": "name, city and street",
-                    },
-                )
-        return StepResult("no existing PowerCode customer matches; a new one will be created")
+                return match
+        return None
 
     # 4 -----------------------------------------------------------------------------------------
     def create_customer(self, order: OrderView) -> StepResult:
         contract = order.require_contract()
         if order.earlier_attempts:
             # An earlier attempt may have created the customer and lost the reply: look first.
-            earlier = self.powercode.find_customer_by_site(contract.site_id)
+            earlier = self._created_earlier(order, contract)
             if earlier is not None:
+                customer_id, found_by = earlier
                 return StepResult(
-                    f"customer #{earlier.customer_id} found by site id: created by an earlier "
+                    f"customer #{customer_id} found by {found_by}: created by an earlier "
                     "attempt whose reply was lost",
-                    changes={"customer_id": earlier.customer_id, "customer_created": True},
+                    changes={"customer_id": customer_id, "customer_created": True},
                 )
         new_customer = build_new_customer(order.order_ref, contract, self.settings)
         note = ""
@@ -209,6 +243,18 @@ class Provisioner:
             f"customer #{created.customer_id} created{note}",
             changes={"customer_id": created.customer_id, "customer_created": True},
         )
+
+    def _created_earlier(self, order: OrderView, contract: Contract) -> tuple[int, str] | None:
+        """The customer an earlier create_customer attempt made, with how it was found, or None."""
+        by_site = self.powercode.find_customer_by_site(contract.site_id)
+        if by_site is not None and not _is_former_customer(order, by_site.customer_id):
+            return by_site.customer_id, "site id"
+        if order.site_decision == SiteDecision.NEW_CUSTOMER:
+            # The site id may lead to the former customer only; the new account has our name.
+            match = self._customer_by_name(contract)
+            if match is not None and match.customer_id != order.former_customer_id:
+                return match.customer_id, "name, city and street"
+        return None
 
     # 5 -----------------------------------------------------------------------------------------
     def add_services(self, order: OrderView) -> StepResult:
@@ -298,6 +344,65 @@ _STEP_FUNCTIONS = {
     Step.ADD_TAGS: Provisioner.add_tags,
     Step.NOTIFY: Provisioner.notify,
 }
+
+
+def _duplicate(customer_id: int, detail: str, matched_by: str) -> StepResult:
+    """The order ends: its person already has PowerCode customer `customer_id`; staff are told."""
+    return StepResult(
+        detail,
+        changes={"customer_id": customer_id, "customer_created": False},
+        final_state=OrderState.DUPLICATE,
+        next_step=Step.FINISHED,
+        notify=NotificationKind.DUPLICATE,
+        notify_context={"customer_id": customer_id, "matched_by": matched_by},
+    )
+
+
+def _created_by_order(order: OrderView, customer_id: int) -> bool:
+    return order.customer_created and order.customer_id == customer_id
+
+
+def _is_former_customer(order: OrderView, customer_id: int) -> bool:
+    """Whether a person decided the order is a new subscriber at this customer's site."""
+    return (
+        order.site_decision == SiteDecision.NEW_CUSTOMER and order.former_customer_id == customer_id
+    )
+
+
+def powercode_name(customer: PowerCodeCustomer) -> str:
+    """The customer's name as PowerCode shows it: first and last name, else the company name."""
+    name = f"{customer.first_name} {customer.last_name}".strip()
+    return name or customer.company_name.strip() or "(no name)"
+
+
+def is_same_person(contract: Contract, customer: PowerCodeCustomer) -> bool:
+    """Whether the contract's "first last" is the customer's name or company name.
+
+    Case, accents, punctuation and spacing are ignored.
+    """
+    wanted = normalise_name(f"{contract.customer.first_name} {contract.customer.last_name}")
+    names = (f"{customer.first_name} {customer.last_name}", customer.company_name)
+    return bool(wanted) and any(normalise_name(name) == wanted for name in names)
+
+
+def _site_question(contract: Contract, former: PowerCodeCustomer) -> FormerCustomerAtSite:
+    """The hold that asks a person whether the order's person is new at the site."""
+    person = f"{contract.customer.first_name} {contract.customer.last_name}".strip()
+    status = f"status {former.status}" if former.status else "status not given"
+    number = f"#{former.customer_id}"
+    choices = (
+        f'decide "new customer at this site" (a new account for this order) or "same person" '
+        f"(the order ends as a duplicate of {number})"
+    )
+    return FormerCustomerAtSite(
+        f"the order is for {person}, but site {contract.site_id} already has PowerCode "
+        f"customer {number} {powercode_name(former)} ({status}): {choices}",
+        history=(
+            f"site {contract.site_id} already has PowerCode customer {number} ({status}) under "
+            f"another name: {choices}"
+        ),
+        former=former,
+    )
 
 
 def check_contract_fields(contract: Contract) -> None:

@@ -28,7 +28,13 @@ from utopia_handler.clients.errors import OutsideError, RejectedError, Retryable
 from utopia_handler.clients.utopia import Contract
 from utopia_handler.logs import log_event
 from utopia_handler.notify.messages import Attachment, OrderFacts, compose
-from utopia_handler.provisioning import Hold, OrderView, PlannedService, StepResult
+from utopia_handler.provisioning import (
+    FormerCustomerAtSite,
+    Hold,
+    OrderView,
+    PlannedService,
+    StepResult,
+)
 from utopia_handler.store import queries
 from utopia_handler.store.models import (
     ACTIVE_STATES,
@@ -422,7 +428,15 @@ class Worker:
         now = self.clock()
         with self.runtime.store.write() as session:
             order = queries.owned_order(session, order_id, self.name)
-            queries.finish_attempt(session, attempt_id, outcome, reason, now)
+            history = reason
+            if isinstance(error, FormerCustomerAtSite):
+                # The question a person answers with actions.decide_site.
+                order.former_customer_id = error.customer_id
+                order.former_customer_name = error.name[:200]
+                order.former_customer_status = error.status[:32] or None
+                order.site_decision = None
+                history = error.history
+            queries.finish_attempt(session, attempt_id, outcome, history, now)
             order.state = OrderState.WAITING
             order.reason = f"{step.value}: {reason}"
             order.updated_at = now
@@ -643,6 +657,8 @@ def _order_view(order: Order, earlier_attempts: int, maybe_applied: bool) -> Ord
         ticket_id=order.ticket_id,
         earlier_attempts=earlier_attempts,
         maybe_applied=maybe_applied,
+        former_customer_id=order.former_customer_id,
+        site_decision=order.site_decision,
     )
 
 

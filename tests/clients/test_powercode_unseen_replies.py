@@ -93,12 +93,12 @@ def test_a_learned_message_echoing_the_site_id_matches_any_site(
     with client_for(emulator) as client:
         report = client.probe_replies()
     learned = report.learned.customer_not_found
-    assert learned == EmptyReply(2, "No customer matches extAccountID {value}")
+    assert learned == EmptyReply(2, "No customer matches {field} {value}")
     with client_for(emulator, report.learned) as client:
         assert client.find_customer_by_site("318002") is None
     # A different refusal with the same code is not taken for "not found".
     assert not learned.matches(
-        2, "No customer matches extAccountID 318002 (database locked)", "318002"
+        2, "No customer matches extAccountID 318002 (database locked)", "extAccountID", "318002"
     )
 
 

@@ -1,15 +1,21 @@
-"""Migration 0003 creates exactly the console tables the models describe, and can be undone."""
+"""Migrations create exactly the tables the models describe, upgrade a database in use, and can
+be undone: 0003 the console tables, 0004 the site-decision columns of orders."""
 
 from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
 
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import inspect
+from sqlalchemy import inspect, select, text
 
 from utopia_handler.app import Runtime
+from utopia_handler.store import models
 from utopia_handler.store.console_models import Base
-from utopia_handler.store.db import alembic_config
+from utopia_handler.store.db import Store, alembic_config
+from utopia_handler.store.models import Order, OrderState, SiteDecision
 
 CONSOLE_TABLES = {"users", "console_sessions", "login_failures", "audit_log", "config_versions"}
 
@@ -17,7 +23,7 @@ CONSOLE_TABLES = {"users", "console_sessions", "login_failures", "audit_log", "c
 def test_the_schema_after_migrating_matches_the_models(console_runtime: Runtime) -> None:
     with console_runtime.store.engine.connect() as connection:
         differences = compare_metadata(MigrationContext.configure(connection), Base.metadata)
-        assert MigrationContext.configure(connection).get_current_heads() == ("0003",)
+        assert MigrationContext.configure(connection).get_current_heads() == ("0004",)
     ours = [d for d in differences if any(table in repr(d) for table in CONSOLE_TABLES)]
     assert ours == []
 
@@ -28,3 +34,57 @@ def test_the_console_migration_can_be_undone_and_redone(console_runtime: Runtime
     assert not CONSOLE_TABLES & set(inspect(console_runtime.store.engine).get_table_names())
     command.upgrade(config, "head")
     assert set(inspect(console_runtime.store.engine).get_table_names()) >= CONSOLE_TABLES
+
+
+SITE_COLUMNS = {
+    "former_customer_id",
+    "former_customer_name",
+    "former_customer_status",
+    "site_decision",
+}
+
+
+def upgrade_a_database_in_use(url: str) -> None:
+    """A database at 0003 with an order in it goes to the newest schema and back, order kept."""
+    config = alembic_config(url)
+    command.upgrade(config, "0003")
+    store = Store(url)
+    try:
+        with store.engine.begin() as connection:
+            connection.execute(
+                text(
+                    "INSERT INTO orders (order_ref, state, step, created_at, updated_at,"
+                    " next_attempt_at, run, step_attempts, customer_created, customer_id)"
+                    " VALUES ('UIA202611-004220', 'duplicate', 'finished', :at, :at, :at,"
+                    " 1, 0, :no, 10001)"
+                ),
+                {"at": datetime(2026, 11, 30, 12), "no": False},
+            )
+        store.migrate()
+        with store.engine.connect() as connection:
+            differences = compare_metadata(
+                MigrationContext.configure(connection), models.Base.metadata
+            )
+        assert [d for d in differences if "orders" in repr(d)] == []
+        with store.write() as session:
+            order = session.scalars(select(Order)).one()
+            assert (order.state, order.customer_id) == (OrderState.DUPLICATE, 10001)
+            assert (order.former_customer_id, order.site_decision) == (None, None)
+            order.former_customer_id, order.former_customer_name = 10002, "Harriet Colburn"
+            order.site_decision = SiteDecision.SAME_PERSON
+        with store.read() as session:
+            assert session.scalars(select(Order.site_decision)).one() == SiteDecision.SAME_PERSON
+
+        command.downgrade(config, "0003")
+        columns = {c["name"] for c in inspect(store.engine).get_columns("orders")}
+        assert not SITE_COLUMNS & columns
+        with store.engine.connect() as connection:
+            assert connection.execute(text("SELECT order_ref FROM orders")).scalars().all() == [
+                "UIA202611-004220"
+            ]
+    finally:
+        store.close()
+
+
+def test_the_site_decision_migration_upgrades_a_database_in_use(tmp_path: Path) -> None:
+    upgrade_a_database_in_use(f"sqlite:///{tmp_path / 'in-use.db'}")

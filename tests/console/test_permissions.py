@@ -39,6 +39,8 @@ ACTIONS = [
     Action("mark resolved", "/orders/{order}/resolve", {"note": "made by hand in PowerCode"}, Role.OPERATOR),
     Action("ignore", "/orders/{order}/ignore", {"note": "test order from UTOPIA"}, Role.OPERATOR),
     Action("re-send the e-mail", "/orders/{order}/resend", {}, Role.OPERATOR),
+    # The held order is not asked about its site, so even an allowed decision changes nothing.
+    Action("decide about the site", "/orders/{order}/site-decision", {"decision": "new_customer", "note": "new tenant"}, Role.OPERATOR, changes=False),
     Action("look up for provisioning", "/provision/lookup", {"order_ref": HELD}, Role.OPERATOR, changes=False),
     Action("save the plan mapping", "/settings/plans", {"plan_text": "2 Gbps", "service_id": "165"}, Role.ADMIN),
     Action("save always-added services", "/settings/services", {"service_ids": "172"}, Role.ADMIN),

@@ -199,3 +199,9 @@ def test_migrations_go_down_and_up_again_on_postgresql(fresh_pg_url: str) -> Non
             assert session.scalars(select(Order.purged_at)).one() is None
     finally:
         store.close()
+
+
+def test_the_site_decision_migration_upgrades_a_database_in_use(fresh_pg_url: str) -> None:
+    from tests.console.test_migration import upgrade_a_database_in_use
+
+    upgrade_a_database_in_use(database_url(fresh_pg_url))

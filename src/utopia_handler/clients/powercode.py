@@ -55,12 +55,14 @@ _NOT_FOUND = re.compile(
     r"no\s+(matching\s+)?records?",
     re.IGNORECASE,
 )
+# "Customer not found" is not among them: for services that names a different problem.
 _NO_SERVICES = re.compile(
-    r"no\s+(customer\s+)?services?|not\s*found|no\s+(matching\s+)?records?|none\s+found",
-    re.IGNORECASE,
+    r"no\s+(customer\s+)?services?|no\s+(matching\s+)?records?|none\s+found", re.IGNORECASE
 )
-# What the probe substitutes for the value it looked up, so a message echoing it still matches.
+# What the probe puts for the value it looked up and the field it looked it up by, so a message
+# that echoes them ("No customer matches extAccountID 9123") matches any other look-up.
 VALUE_MARK = "{value}"
+FIELD_MARK = "{field}"
 
 
 class GeocodeFailed(RejectedError):
@@ -78,12 +80,12 @@ class EmptyReply:
     status_code: int
     message: str = ""
 
-    def matches(self, status_code: int, message: str, value: str) -> bool:
+    def matches(self, status_code: int, message: str, field: str, value: str) -> bool:
         """Whether a refusal is this recorded "nothing there" (always False for code 0)."""
         if self.status_code == 0 or status_code != self.status_code:
             return False
-        expected = " ".join(self.message.replace(VALUE_MARK, value).split()).casefold()
-        return " ".join(message.split()).casefold() == expected
+        filled = self.message.replace(FIELD_MARK, field).replace(VALUE_MARK, value)
+        return " ".join(message.split()).casefold() == " ".join(filled.split()).casefold()
 
     def to_json(self) -> dict[str, Any]:
         return {"status_code": self.status_code, "message": self.message}
@@ -213,9 +215,23 @@ def _optional(fields: dict[str, str], name: str, value: int | str | None) -> Non
         fields[name] = str(value)
 
 
-def _mark_value(message: str, value: str) -> str:
-    """The message with the value we looked up replaced by VALUE_MARK, wherever it stands alone."""
-    return re.sub(rf"(?<![0-9]){re.escape(value)}(?![0-9])", VALUE_MARK, message)
+def _mark(message: str, field: str, value: str) -> str:
+    """The message with the field and value we looked up replaced by their marks."""
+    marked = re.sub(rf"(?<![0-9]){re.escape(value)}(?![0-9])", VALUE_MARK, message)
+    return re.sub(rf"\b{re.escape(field)}\b", FIELD_MARK, marked)
+
+
+def _says_nothing_there(
+    reply: _Reply, learned: EmptyReply | None, pattern: re.Pattern[str], field: str, value: str
+) -> bool:
+    """Whether a refusal is this PowerCode's way of saying "nothing there".
+
+    By what the probe recorded once it has run; by the message's words only until then.
+    """
+    assert reply.status_code is not None
+    if learned is not None:
+        return learned.matches(reply.status_code, reply.message, field, value)
+    return bool(pattern.search(reply.message))
 
 
 def _tag_ids(value: Any) -> set[int]:
@@ -353,9 +369,8 @@ class PowerCodeClient(ClientBase):
         """Ids of the services the customer has (none: an empty list)."""
         reply = self._call("readCustomerService", {"customerID": str(customer_id)})
         if reply.refused:
-            if self._says_nothing_there(
-                reply, self._learned().no_services, _NO_SERVICES, str(customer_id)
-            ):
+            learned = self._learned().no_services
+            if _says_nothing_there(reply, learned, _NO_SERVICES, "customerID", str(customer_id)):
                 return []
             raise RejectedError(
                 SERVICE, self._refusal_text("readCustomerService", reply), code=reply.status_code
@@ -451,7 +466,7 @@ class PowerCodeClient(ClientBase):
         reply = self._call("readCustomer", {"extAccountID": site_id})
         if reply.refused:
             assert reply.status_code is not None
-            not_found = EmptyReply(reply.status_code, _mark_value(reply.message, site_id))
+            not_found = EmptyReply(reply.status_code, _mark(reply.message, "extAccountID", site_id))
             findings.append(
                 f"readCustomer for a site id that cannot exist: refused with statusCode "
                 f"{reply.status_code} ({clip(not_found.message, self._http.secrets)}); "
@@ -486,7 +501,9 @@ class PowerCodeClient(ClientBase):
         label = f"readCustomerService for customer #{customer_id}"
         if reply.refused:
             assert reply.status_code is not None
-            learned = EmptyReply(reply.status_code, _mark_value(reply.message, str(customer_id)))
+            learned = EmptyReply(
+                reply.status_code, _mark(reply.message, "customerID", str(customer_id))
+            )
             return learned, (
                 f"{label}: refused with statusCode {reply.status_code} "
                 f"({clip(learned.message, self._http.secrets)}); that reply now means "
@@ -510,9 +527,8 @@ class PowerCodeClient(ClientBase):
     ) -> PowerCodeCustomer | None:
         reply = self._call("readCustomer", {key: value})
         if reply.refused:
-            if self._says_nothing_there(
-                reply, self._learned().customer_not_found, _NOT_FOUND, value
-            ):
+            learned = self._learned().customer_not_found
+            if _says_nothing_there(reply, learned, _NOT_FOUND, key, value):
                 return None
             raise RejectedError(
                 SERVICE, self._refusal_text("readCustomer", reply), code=reply.status_code
@@ -539,16 +555,6 @@ class PowerCodeClient(ClientBase):
             city=as_text(get_field(block, "physicalCity")),
             state=as_text(get_field(block, "physicalState")),
         )
-
-    @staticmethod
-    def _says_nothing_there(
-        reply: _Reply, learned: EmptyReply | None, pattern: re.Pattern[str], value: str
-    ) -> bool:
-        """Whether a refusal is this PowerCode's way of saying "nothing there"."""
-        assert reply.status_code is not None
-        if learned is not None:
-            return learned.matches(reply.status_code, reply.message, value)
-        return bool(pattern.search(reply.message))
 
     def _call(self, action: str, fields: Mapping[str, str]) -> _Reply:
         """One classic API call; returns its statusCode, message and body, whatever the code."""

@@ -48,6 +48,13 @@ class Step(enum.StrEnum):
 STEP_SEQUENCE = tuple(Step)
 
 
+class SiteDecision(enum.StrEnum):
+    """A person's answer when the order's site already has a PowerCode customer of another name."""
+
+    NEW_CUSTOMER = "new_customer"  # a new subscriber moved in: create an account of their own
+    SAME_PERSON = "same_person"  # the site's customer is this order's person: a duplicate
+
+
 class AttemptOutcome(enum.StrEnum):
     STARTED = "started"  # written before the outside calls; left as is if the process died
     OK = "ok"
@@ -114,6 +121,12 @@ class Order(Base):
     services_added: Mapped[list[int] | None] = mapped_column(JSON)
     ticket_id: Mapped[str | None] = mapped_column(String(32))
     tags_added: Mapped[list[int] | None] = mapped_column(JSON)
+    # The customer PowerCode already had at the order's site under another name, as find_customer
+    # saw it, and what a person decided about it (None: not asked, or not answered yet).
+    former_customer_id: Mapped[int | None]
+    former_customer_name: Mapped[str | None] = mapped_column(String(200))
+    former_customer_status: Mapped[str | None] = mapped_column(String(32))
+    site_decision: Mapped[SiteDecision | None] = mapped_column(_enum(SiteDecision))
     # When retention removed this finished order's raw payloads (contract, bodies, e-mail data).
     purged_at: Mapped[datetime | None]
 

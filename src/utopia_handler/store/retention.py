@@ -1,9 +1,10 @@
 """Retention: a finished order keeps its outcome for good, its raw payloads for RETENTION_DAYS.
 
 Raw payloads carry personal data: callback bodies, the UTOPIA contract (name, address, phone,
-e-mail), the customer's name and the data the staff e-mails were rendered from. The outcome
-stays: the order ref, site id, state, every step attempt, the PowerCode ids and the e-mails'
-kinds and states, so a person can still see what happened to an order years later.
+e-mail), the customer's name, the name of a former customer at the site, and the data the staff
+e-mails were rendered from. The outcome stays: the order ref, site id, state, every step
+attempt, the PowerCode ids and the e-mails' kinds and states, so a person can still see what
+happened to an order years later.
 """
 
 from __future__ import annotations
@@ -72,7 +73,12 @@ def purge_expired(store: Store, now: datetime, retention_days: int) -> PurgeRepo
                     update(Order)
                     .where(Order.id.in_(ids))
                     # null(): a plain None would be stored as the JSON value `null`.
-                    .values(contract=null(), customer_name=None, purged_at=now)
+                    .values(
+                        contract=null(),
+                        customer_name=None,
+                        former_customer_name=None,
+                        purged_at=now,
+                    )
                 )
                 callbacks += _changed(
                     session,

@@ -26,6 +26,7 @@ from utopia_handler.store.models import (
     AttemptOutcome,
     Order,
     OrderState,
+    SiteDecision,
     Step,
 )
 from utopia_handler.timeutil import utcnow
@@ -226,6 +227,12 @@ def order_page(order_id: int) -> ResponseReturnValue:
         can_close=order.state in actions.OPEN_STATES,
         can_retry_now=order.step != Step.FINISHED and order.state != OrderState.DONE,
         can_provision=not order.customer_created and order.state != OrderState.DONE,
+        site_question=actions.waits_for_site_decision(order),
+        customer_link_former=(
+            powercode.customer_link(order.former_customer_id)
+            if order.former_customer_id and powercode.web_url
+            else None
+        ),
         steps=[s for s in Step if s != Step.FINISHED],
     )
 
@@ -285,6 +292,23 @@ def order_ignore(order_id: int) -> ResponseReturnValue:
     def act(db: Session, ref: str, actor: str) -> str:
         actions.ignore_order(db, ref, note, utcnow(), actor=actor)
         return f"Order {ref} is ignored; nothing more will be done unless someone retries it."
+
+    return _act(order_id, act)
+
+
+@bp.post("/orders/<int:order_id>/site-decision")
+@require(Role.OPERATOR)
+def order_site_decision(order_id: int) -> ResponseReturnValue:
+    try:
+        decision = SiteDecision(request.form.get("decision", ""))
+    except ValueError:
+        abort(400)
+    note = request.form.get("note", "")
+
+    def act(db: Session, ref: str, actor: str) -> str:
+        actions.decide_site(db, ref, decision, note, utcnow(), actor=actor)
+        words = actions.SITE_DECISION_WORDS[decision]
+        return f"Order {ref}: “{words}” recorded; the order is queued again."
 
     return _act(order_id, act)
 
