@@ -590,3 +590,21 @@ def test_requests_are_form_encoded_with_key_and_basic_auth_for_uapi() -> None:
         assert list(request.url.params.multi_items()) == [("customerID", "10517"), ("tags[]", tag)]
         assert request.content == b""
         assert request.headers["Authorization"] == "Basic cGMta2V5LWE5MWIyYzNkNGU="
+
+
+def test_a_tag_accepted_but_not_on_the_customer_is_rejected() -> None:
+    """PowerCode says Success but the read-back lacks the tag: never reported as tagged."""
+    seen: list[str] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        seen.append(request.method)
+        return httpx.Response(200, json={"Success": True, "Response": []})
+
+    with mocked(httpx.MockTransport(answer)) as client, pytest.raises(RejectedError) as caught:
+        client.add_tags(10517, [3])
+
+    assert seen == ["POST", "GET"]
+    assert caught.value.message == (
+        "uapi:tags: PowerCode accepted tag(s) [3] but the customer does not carry them "
+        "(check the tag ids in PowerCode)"
+    )

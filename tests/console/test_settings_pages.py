@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
+import pytest
 from flask.testing import FlaskClient
 from sqlalchemy import select
 
@@ -86,7 +87,10 @@ def test_always_added_services_saved_in_the_console_reach_the_next_order(
 ) -> None:
     emulators.powercode.services[180] = ServiceDef("Static IP", internet=False)
     admin = client_as(Role.ADMIN)
-    assert post_form(admin, "/settings/services", {"service_ids": "172, 180"}).status_code == 303
+    # 180 is priced per unit: each order gets two.
+    saved = post_form(admin, "/settings/services", {"service_ids": "172, 180x2"})
+    assert saved.status_code == 303
+    assert "172, 180x2" in admin.get("/settings/plans").get_data(as_text=True)
     queue_order(console_runtime, PLAIN)
     worker.run_until_idle()
     order = load_order(console_runtime, PLAIN)
@@ -94,8 +98,26 @@ def test_always_added_services_saved_in_the_console_reach_the_next_order(
     assert emulators.powercode.customer_services[order.customer_id or 0] == {
         163: 1,
         172: 1,
-        180: 1,
+        180: 2,
     }
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("172x0", "the quantity after x must be a number from 1 to 1000"),
+        ("172xa", "the quantity after x must be a number from 1 to 1000"),
+        ("172, 172x2", "service 172 is listed twice"),
+    ],
+)
+def test_a_bad_quantity_is_refused_and_nothing_saved(
+    console_runtime: Runtime, client_as: Callable[[Role], FlaskClient], text: str, problem: str
+) -> None:
+    admin = client_as(Role.ADMIN)
+    answer = post_form(admin, "/settings/services", {"service_ids": text})
+    assert answer.status_code == 422
+    assert problem in answer.get_data(as_text=True)
+    assert _versions(console_runtime, ConfigKind.ALWAYS_SERVICES) == []
 
 
 def test_template_preview_renders_the_sample_order_safely(
