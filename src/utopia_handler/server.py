@@ -6,6 +6,7 @@ demo and the tests, so they exercise exactly what production runs.
 
 from __future__ import annotations
 
+import contextlib
 import faulthandler
 import logging
 import signal
@@ -73,7 +74,10 @@ class ServiceHandle:
             # Closing sockets must happen in waitress's own loop thread; its trigger runs code there.
             server.trigger.pull_trigger(lambda: wasyncore.dispatcher.close(server))
             server.task_dispatcher.shutdown(timeout=30)  # requests in hand finish
-            server.trigger.pull_trigger(lambda: wasyncore.close_all(server._map))
+            # The loop may have closed every channel, its trigger included, once the listening
+            # socket went: then there is nothing left to close (seen as EBADF under load).
+            with contextlib.suppress(OSError):
+                server.trigger.pull_trigger(lambda: wasyncore.close_all(server._map))
             self._thread.join(10)
         if self.worker is not None:
             self.worker.stop()
