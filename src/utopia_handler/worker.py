@@ -25,10 +25,10 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from utopia_handler import lifecycle
-from utopia_handler.clients.errors import OutsideError, RejectedError, RetryableError
+from utopia_handler.clients.errors import RejectedError, RetryableError
 from utopia_handler.clients.utopia import Contract
 from utopia_handler.logs import log_event
-from utopia_handler.notify.messages import Attachment, OrderFacts, compose
+from utopia_handler.notify.outbox import Outbox
 from utopia_handler.provisioning import (
     FormerCustomerAtSite,
     Hold,
@@ -40,8 +40,6 @@ from utopia_handler.store import queries
 from utopia_handler.store.models import (
     ACTIVE_STATES,
     AttemptOutcome,
-    NotificationKind,
-    NotificationState,
     Order,
     Step,
 )
@@ -82,6 +80,8 @@ class Worker:
         )
         self.clock = clock
         self.rng = rng or random.Random()
+        # E-mails claimed by this worker are delivered by the outbox, under the same lease name.
+        self.outbox = Outbox(runtime, self.name, clock, self.retry, self.rng)
         self.wakeup = wakeup or threading.Event()
         self._stopping = threading.Event()
         self._lock = threading.Lock()
@@ -430,7 +430,7 @@ class Worker:
 
     def _work_on_notification(self, notification_id: int) -> None:
         try:
-            self._send_notification(notification_id)
+            self.outbox.deliver(notification_id)
         except queries.LeaseLost:
             log_event(log, "mail.lease_lost", logging.WARNING, notification_id=notification_id)
         except Exception as error:  # catch-all for e-mail: never lose it; try again later
@@ -444,99 +444,9 @@ class Worker:
             log.error(
                 "traceback (frames only):\n%s", "".join(traceback.format_tb(error.__traceback__))
             )
-            self._mail_outcome(
+            self.outbox.record(
                 notification_id,
                 error=RetryableError("mail", f"internal error ({type(error).__name__})"),
-            )
-
-    def _send_notification(self, notification_id: int) -> None:
-        runtime = self.runtime
-        with runtime.store.write() as session:
-            row = queries.owned_notification(session, notification_id, self.name)
-            if row.state != NotificationState.PENDING:
-                return
-            kind, context, message_id = row.kind, dict(row.context), row.message_id
-            order = session.get(Order, row.order_id) if row.order_id is not None else None
-            facts = _order_facts(order) if order is not None else None
-        attachment, note = self._contract_attachment(kind, facts)
-        rendered = runtime.emails.render(kind, facts, context, note)
-        message = compose(rendered, runtime.settings.mail, message_id, attachment)
-        try:
-            runtime.mailer.send(message)
-        except (RetryableError, RejectedError) as error:
-            self._mail_outcome(notification_id, error=error)
-            return
-        self._mail_outcome(notification_id, attachment=attachment.filename if attachment else None)
-        log_event(
-            log,
-            "mail.sent",
-            kind=kind.value,
-            order=facts.order_ref if facts else context.get("order_ref"),
-            attachment=attachment.filename if attachment else None,
-        )
-
-    def _contract_attachment(
-        self, kind: NotificationKind, facts: OrderFacts | None
-    ) -> tuple[Attachment | None, str]:
-        if kind == NotificationKind.TEST or facts is None or facts.contract is None:
-            return None, ""
-        if not self.runtime.settings.mail.attach_contract:
-            return None, "The signed contract is in UTOPIA's portal."
-        try:
-            pdf = self.runtime.utopia.download_contract(facts.order_ref)
-        except OutsideError as error:
-            log_event(
-                log,
-                "mail.contract_unavailable",
-                logging.WARNING,
-                order=facts.order_ref,
-                error=type(error).__name__,
-            )
-            return (
-                None,
-                f"The signed contract could not be fetched from UTOPIA ({error.message}); find it in UTOPIA's portal.",
-            )
-        if pdf is None:
-            return None, "UTOPIA has no signed contract PDF for this order yet."
-        return Attachment(
-            f"{facts.order_ref}.pdf", pdf
-        ), f"The signed contract is attached as {facts.order_ref}.pdf."
-
-    def _mail_outcome(
-        self,
-        notification_id: int,
-        *,
-        error: OutsideError | None = None,
-        attachment: str | None = None,
-    ) -> None:
-        now = self.clock()
-        with self.runtime.store.write() as session:
-            row = queries.owned_notification(session, notification_id, self.name)
-            row.attempts += 1
-            row.lease_owner = None
-            row.lease_expires_at = None
-            if error is None:
-                row.state = NotificationState.SENT
-                row.sent_at = now
-                row.attachment = attachment
-                row.last_error = None
-            elif isinstance(error, RejectedError) or now - row.created_at >= self.retry.deadline:
-                row.state = NotificationState.FAILED
-                row.last_error = str(error)
-            else:
-                retry_after = error.retry_after if isinstance(error, RetryableError) else None
-                row.next_attempt_at = now + timedelta(
-                    seconds=self.retry.delay(row.attempts, retry_after, self.rng)
-                )
-                row.last_error = str(error)
-            state = row.state
-        if error is not None:
-            log_event(
-                log,
-                "mail.failed" if state == NotificationState.FAILED else "mail.retry",
-                logging.WARNING,
-                notification_id=notification_id,
-                error=type(error).__name__,
             )
 
 
@@ -563,15 +473,4 @@ def _order_view(order: Order, earlier_attempts: int, maybe_applied: bool) -> Ord
         maybe_applied=maybe_applied,
         former_customer_id=order.former_customer_id,
         site_decision=order.site_decision,
-    )
-
-
-def _order_facts(order: Order) -> OrderFacts:
-    return OrderFacts(
-        order_ref=order.order_ref,
-        contract=Contract.from_json(order.contract) if order.contract else None,
-        customer_id=order.customer_id,
-        ticket_id=order.ticket_id,
-        plans=tuple(f"{p['label']} (service {p['service_id']})" for p in order.plans or ()),
-        tags=tuple(order.tags_added or ()),
     )
