@@ -1,4 +1,8 @@
-"""What a person can do to an order. The CLI and the console call these; the worker does the work."""
+"""What a person can do to an order. The CLI and the console call these; the worker does the work.
+
+Each action finds the order, checks what only a person's action needs (a note, an audit row),
+and leaves every change of the order's state and step to `lifecycle`.
+"""
 
 from __future__ import annotations
 
@@ -10,17 +14,16 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from utopia_handler import audit
+from utopia_handler import audit, lifecycle
 from utopia_handler.addresses import state_code
 from utopia_handler.clients.utopia import Contract
+from utopia_handler.lifecycle import ActionRefused
 from utopia_handler.provisioning import PlannedService
 from utopia_handler.settings import ProvisioningSettings, plan_key
 from utopia_handler.store import queries
 from utopia_handler.store.models import Notification, Order, OrderState, SiteDecision, Step
 
-
-class ActionRefused(Exception):
-    """The action does not apply to this order; the message says why."""
+__all__ = ["ActionRefused"]  # re-exported: the console and the CLI catch it from here
 
 
 def retry_order(
@@ -38,7 +41,7 @@ def retry_order(
     step = from_step or order.step
     if step == Step.FINISHED:
         raise ActionRefused(f"order {order_ref} has finished; name a step to run again")
-    if order.lease_owner is not None and order.lease_expires_at and order.lease_expires_at > now:
+    if lifecycle.is_leased(order, now):
         raise ActionRefused(f"order {order_ref} is being worked on right now; try again shortly")
     if step == Step.CREATE_CUSTOMER and order.customer_created:
         # A new run would not look for the customer first: a second account. find_customer
@@ -56,77 +59,17 @@ def retry_order(
             order_ref=order_ref,
             detail=f"queued at {step.value} (was {order.state.value} at {order.step.value})",
         )
-    _queue_new_run(order, step, now)
+    lifecycle.start_new_run(order, step, now)
     return order
-
-
-def _queue_new_run(order: Order, step: Step, now: datetime) -> None:
-    # A new run: uncertainty about earlier attempts is now the person's call, not the worker's.
-    order.run += 1
-    order.state = OrderState.IN_PROGRESS
-    order.step = step
-    order.step_attempts = 0
-    order.retrying_since = None
-    order.reason = None
-    order.next_attempt_at = now
-    order.updated_at = now
 
 
 # Closing an order by hand -------------------------------------------------------------------------
 
-# Orders a person may close: not finished yet, or waiting for them.
-OPEN_STATES = (OrderState.RECEIVED, OrderState.IN_PROGRESS, OrderState.WAITING)
-RESOLVED_PREFIX = "resolved by hand by "
-NOTE_LIMIT = 2000
 
-
-def _is_leased(order: Order, now: datetime) -> bool:
-    return bool(order.lease_owner and order.lease_expires_at and order.lease_expires_at > now)
-
-
-def _open_order(session: Session, order_ref: str, now: datetime, verb: str) -> Order:
+def _find(session: Session, order_ref: str) -> Order:
     order = queries.find_order(session, order_ref)
     if order is None:
         raise ActionRefused(f"no order {order_ref}")
-    if _is_leased(order, now):
-        raise ActionRefused(f"order {order_ref} is being worked on right now; try again shortly")
-    if order.state not in OPEN_STATES:
-        raise ActionRefused(
-            f"order {order_ref} is {order.state.value} already; only an order in progress or "
-            f"waiting for a person can be {verb}"
-        )
-    return order
-
-
-def _note(note: str) -> str:
-    text = note.strip()
-    if not text:
-        raise ActionRefused("write a note saying what was done or why")
-    if len(text) > NOTE_LIMIT:
-        raise ActionRefused(f"the note is longer than {NOTE_LIMIT} characters")
-    return text
-
-
-def _close_by_hand(
-    session: Session,
-    order_ref: str,
-    note: str,
-    now: datetime,
-    *,
-    actor: str,
-    state: OrderState,
-    reason: str,
-    action: str,
-) -> Order:
-    order = _open_order(
-        session, order_ref, now, "marked resolved" if action == "resolve" else "ignored"
-    )
-    text = _note(note)
-    order.state = state
-    order.reason = f"{reason}{actor}: {text}"
-    order.retrying_since = None
-    order.updated_at = now
-    audit.record(session, actor, action, now, order_ref=order_ref, detail=text)
     return order
 
 
@@ -134,11 +77,9 @@ def resolve_order(
     session: Session, order_ref: str, note: str, now: datetime, *, actor: str
 ) -> Order:
     """Close an order a person completed by hand (in PowerCode): done, with their note."""
-    order = _close_by_hand(
-        session, order_ref, note, now,
-        actor=actor, state=OrderState.DONE, reason=RESOLVED_PREFIX, action="resolve",
-    )  # fmt: skip
-    order.step = Step.FINISHED
+    order = _find(session, order_ref)
+    lifecycle.resolve_by_hand(order, note, actor, now)
+    audit.record(session, actor, "resolve", now, order_ref=order_ref, detail=note.strip())
     return order
 
 
@@ -146,10 +87,10 @@ def ignore_order(
     session: Session, order_ref: str, note: str, now: datetime, *, actor: str
 ) -> Order:
     """Stop work on an order nothing is to be done for; a later retry goes on where it stopped."""
-    return _close_by_hand(
-        session, order_ref, note, now,
-        actor=actor, state=OrderState.IGNORED, reason="ignored by ", action="ignore",
-    )  # fmt: skip
+    order = _find(session, order_ref)
+    lifecycle.ignore(order, note, actor, now)
+    audit.record(session, actor, "ignore", now, order_ref=order_ref, detail=note.strip())
+    return order
 
 
 # A site that changed hands --------------------------------------------------------------------
@@ -160,14 +101,7 @@ SITE_DECISION_WORDS = {
 }
 
 
-def waits_for_site_decision(order: Order) -> bool:
-    """Whether the order waits for a person to say who lives at its site now."""
-    return (
-        order.state == OrderState.WAITING
-        and order.step == Step.FIND_CUSTOMER
-        and order.former_customer_id is not None
-        and order.site_decision is None
-    )
+waits_for_site_decision = lifecycle.waits_for_site_decision
 
 
 def decide_site(
@@ -184,33 +118,24 @@ def decide_site(
     "new customer at this site": the former customer is passed over and a new account is created.
     "same person": the order ends as a duplicate of the former customer.
     """
-    order = queries.find_order(session, order_ref)
-    if order is None:
-        raise ActionRefused(f"no order {order_ref}")
-    if _is_leased(order, now):
-        raise ActionRefused(f"order {order_ref} is being worked on right now; try again shortly")
-    if not waits_for_site_decision(order):
-        raise ActionRefused(
-            f"order {order_ref} is not waiting for a decision about a former customer at its site"
-        )
-    text = _note(note)
-    order.site_decision = decision
+    order = _find(session, order_ref)
+    text = lifecycle.checked_note(note)
+    former = order.former_customer_id
+    lifecycle.decide_site(order, decision, now)
     audit.record(
         session,
         actor,
         f"site_{decision.value}",
         now,
         order_ref=order_ref,
-        detail=f"{SITE_DECISION_WORDS[decision]} (former customer #{order.former_customer_id}): "
-        f"{text}",
+        detail=f"{SITE_DECISION_WORDS[decision]} (former customer #{former}): {text}",
     )
-    _queue_new_run(order, Step.FIND_CUSTOMER, now)
     return order
 
 
 def is_resolved_by_hand(order: Order) -> bool:
     """Whether a person closed this order with `resolve_order`."""
-    return order.state == OrderState.DONE and (order.reason or "").startswith(RESOLVED_PREFIX)
+    return order.state == OrderState.DONE and order.resolved_by_hand
 
 
 def resend_notification(session: Session, order_ref: str, now: datetime, *, actor: str) -> str:
@@ -395,51 +320,21 @@ def provision_by_hand(
     ref = check_order_ref(order_ref)
     step = Step.FIND_CUSTOMER if plans else Step.CHOOSE_PLANS
     order = queries.find_order(session, ref)
+    created = order is None
     if order is None:
-        order = Order(
-            order_ref=ref,
-            state=OrderState.RECEIVED,
-            created_at=now,
-            run=1,
-            step_attempts=0,
-            customer_created=False,
-        )
+        order = Order(order_ref=ref, created_at=now)
         session.add(order)
-        created = True
-    else:
-        created = False
-        if _is_leased(order, now):
-            raise ActionRefused(f"order {ref} is being worked on right now; try again shortly")
-        if order.state == OrderState.DONE:
-            raise ActionRefused(f"order {ref} is done already; nothing is left to provision")
-        if order.customer_created:
-            # Corrections would not reach the customer that exists; retrying goes on safely.
-            raise ActionRefused(
-                f"order {ref} already created PowerCode customer #{order.customer_id}: "
-                "correct it in PowerCode and retry the order instead"
-            )
-        order.run += 1
-        order.state = OrderState.IN_PROGRESS
     name = f"{contract.customer.first_name} {contract.customer.last_name}".strip()
-    order.contract = replace(contract, order_ref=ref).to_json()
-    order.site_id = contract.site_id or None
-    order.customer_name = name or None
-    order.plans = [p.to_json() for p in plans] if plans else None
-    order.customer_id = None
-    order.services_added = None
-    order.ticket_id = None
-    order.tags_added = None
-    # Corrections may change the person or the site: find_customer asks again if it must.
-    order.former_customer_id = None
-    order.former_customer_name = None
-    order.former_customer_status = None
-    order.site_decision = None
-    order.step = step
-    order.step_attempts = 0
-    order.retrying_since = None
-    order.reason = None
-    order.next_attempt_at = now
-    order.updated_at = now
+    lifecycle.restart_with_contract(
+        order,
+        replace(contract, order_ref=ref).to_json(),
+        contract.site_id or None,
+        name or None,
+        [p.to_json() for p in plans] if plans else None,
+        step,
+        now,
+        first_run=created,
+    )
     session.flush()
     services = ", ".join(str(p.service_id) for p in plans) if plans else "from the plan mapping"
     detail = f"{'new order' if created else 'order updated'}; queued at {step.value}; services {services}"

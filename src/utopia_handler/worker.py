@@ -24,10 +24,11 @@ from typing import TYPE_CHECKING
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from utopia_handler.clients.errors import OutsideError, RejectedError, RetryableError
+from utopia_handler import lifecycle
+from utopia_handler.clients.errors import RejectedError, RetryableError
 from utopia_handler.clients.utopia import Contract
 from utopia_handler.logs import log_event
-from utopia_handler.notify.messages import Attachment, OrderFacts, compose
+from utopia_handler.notify.outbox import Outbox
 from utopia_handler.provisioning import (
     FormerCustomerAtSite,
     Hold,
@@ -38,12 +39,8 @@ from utopia_handler.provisioning import (
 from utopia_handler.store import queries
 from utopia_handler.store.models import (
     ACTIVE_STATES,
-    STEP_SEQUENCE,
     AttemptOutcome,
-    NotificationKind,
-    NotificationState,
     Order,
-    OrderState,
     Step,
 )
 from utopia_handler.timeutil import utcnow
@@ -52,41 +49,6 @@ if TYPE_CHECKING:
     from utopia_handler.app import Runtime
 
 log = logging.getLogger("utopia_handler.worker")
-
-# Columns a step may set through StepResult.changes.
-_STEP_COLUMNS = frozenset(
-    {"contract", "site_id", "customer_name", "plans", "customer_id", "customer_created",
-     "services_added", "ticket_id", "tags_added"}
-)  # fmt: skip
-# PowerCode ids worth keeping on the attempt row, for the history a person reads.
-_ID_COLUMNS = ("customer_id", "ticket_id", "services_added", "tags_added")
-
-
-def next_step(step: Step) -> Step:
-    return STEP_SEQUENCE[STEP_SEQUENCE.index(step) + 1]
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    base_seconds: float
-    max_seconds: float
-    deadline: timedelta
-
-    def delay(self, attempt: int, retry_after: float | None, rng: random.Random) -> float:
-        """Exponential backoff with jitter; a server's Retry-After is a floor, within reason."""
-        ceiling = min(self.max_seconds, self.base_seconds * 2 ** max(0, attempt - 1))
-        delay = rng.uniform(ceiling / 2, ceiling)
-        if retry_after is not None:
-            delay = max(delay, min(retry_after, 3600.0))
-        return delay
-
-
-def _headline(step: Step, error: BaseException) -> str:
-    if isinstance(error, OutsideError) and error.service == "utopia":
-        return "Utopia API Error"
-    if isinstance(error, OutsideError) and step == Step.CREATE_CUSTOMER:
-        return "Failed to create customer in PowerCode"
-    return "Order waiting for a person"
 
 
 class Worker:
@@ -111,13 +73,15 @@ class Worker:
         self.concurrency = settings.concurrency
         self.lease = timedelta(seconds=settings.lease_seconds)
         self.poll_seconds = settings.poll_seconds
-        self.retry = RetryPolicy(
+        self.retry = lifecycle.RetryPolicy(
             settings.retry_base_seconds,
             settings.retry_max_seconds,
             timedelta(seconds=settings.retry_deadline_seconds),
         )
         self.clock = clock
         self.rng = rng or random.Random()
+        # E-mails claimed by this worker are delivered by the outbox, under the same lease name.
+        self.outbox = Outbox(runtime, self.name, clock, self.retry, self.rng)
         self.wakeup = wakeup or threading.Event()
         self._stopping = threading.Event()
         self._lock = threading.Lock()
@@ -324,8 +288,8 @@ class Worker:
         step = order.step
         count, maybe_applied = queries.earlier_attempts(session, order, step)
         view = _order_view(order, count, maybe_applied)
-        attempt = queries.start_attempt(session, order, self.name, now)
-        return _Prepared(step, view, attempt.id, attempt.attempt, order.order_ref)
+        attempt_id = lifecycle.start_attempt(session, order, self.name, now)
+        return _Prepared(step, view, attempt_id, order.step_attempts, order.order_ref)
 
     def _run_step(self, order_id: int, prepared: _Prepared) -> _Prepared | None:
         """Run one prepared step and record its outcome; the next step, prepared, if it is due."""
@@ -367,35 +331,17 @@ class Worker:
     ) -> _Prepared | None:
         """Record a finished step and, in the same commit, start the next one if it is due."""
         now = self.clock()
+        outcome = lifecycle.StepOutcome(
+            result.detail,
+            result.changes,
+            result.next_step,
+            result.final_state,
+            result.notify,
+            result.notify_context,
+        )
         with self.runtime.store.write() as session:
             order = queries.owned_order(session, order_id, self.name)
-            for column, value in result.changes.items():
-                if column not in _STEP_COLUMNS:
-                    raise ValueError(f"a step may not set {column}")
-                setattr(order, column, value)
-            ids = {k: result.changes[k] for k in _ID_COLUMNS if result.changes.get(k) is not None}
-            outcome = (
-                AttemptOutcome.FINAL
-                if result.final_state not in (None, OrderState.DONE)
-                else AttemptOutcome.OK
-            )
-            queries.finish_attempt(session, attempt_id, outcome, result.detail, now, ids)
-            order.step = result.next_step or next_step(step)
-            order.step_attempts = 0
-            order.retrying_since = None
-            order.reason = None if result.final_state != OrderState.DUPLICATE else result.detail
-            order.updated_at = now
-            if result.final_state is not None:
-                order.state = result.final_state
-                _release(order)  # in the same commit: a kill right after leaves no stale lease
-            if result.notify is not None:
-                queries.enqueue_notification(
-                    session,
-                    order,
-                    result.notify,
-                    {**result.notify_context, "step": step.value},
-                    now,
-                )
+            lifecycle.record_step(session, order, attempt_id, step, outcome, now)
             order_ref, state = order.order_ref, order.state
             # One commit instead of two per step; not when stopping, so no step starts then.
             following = (
@@ -426,33 +372,25 @@ class Worker:
         error: BaseException,
     ) -> None:
         now = self.clock()
+        history: str | None = None
+        former: lifecycle.FormerCustomer | None = None
+        if isinstance(error, FormerCustomerAtSite):
+            # The question a person answers with actions.decide_site.
+            history = error.history
+            former = lifecycle.FormerCustomer(error.customer_id, error.name, error.status)
         with self.runtime.store.write() as session:
             order = queries.owned_order(session, order_id, self.name)
-            history = reason
-            if isinstance(error, FormerCustomerAtSite):
-                # The question a person answers with actions.decide_site.
-                order.former_customer_id = error.customer_id
-                order.former_customer_name = error.name[:200]
-                order.former_customer_status = error.status[:32] or None
-                order.site_decision = None
-                history = error.history
-            queries.finish_attempt(session, attempt_id, outcome, history, now)
-            order.state = OrderState.WAITING
-            order.reason = f"{step.value}: {reason}"
-            order.updated_at = now
-            order.retrying_since = None
-            _release(order)
-            kind = (
-                NotificationKind.FAILED
-                if outcome == AttemptOutcome.FAILED
-                else NotificationKind.HELD
-            )
-            queries.enqueue_notification(
+            lifecycle.hold_for_person(
                 session,
                 order,
-                kind,
-                {"step": step.value, "reason": reason, "headline": _headline(step, error)},
+                attempt_id,
+                step,
+                outcome,
+                reason,
                 now,
+                cause=error,
+                history=history,
+                former=former,
             )
             order_ref = order.order_ref
         log_event(
@@ -471,39 +409,11 @@ class Worker:
         self, order_id: int, attempt_id: int, step: Step, error: RetryableError
     ) -> None:
         now = self.clock()
-        outcome = AttemptOutcome.UNCERTAIN if error.may_have_applied else AttemptOutcome.RETRY
         with self.runtime.store.write() as session:
             order = queries.owned_order(session, order_id, self.name)
-            queries.finish_attempt(session, attempt_id, outcome, str(error), now)
-            order.retrying_since = order.retrying_since or now
-            order.updated_at = now
-            if now - order.retrying_since >= self.retry.deadline:
-                hours = self.retry.deadline.total_seconds() / 3600
-                reason = f"{step.value}: still failing after {hours:g} h of retries: {error}"
-                order.state = OrderState.WAITING
-                order.reason = reason
-                _release(order)
-                queries.enqueue_notification(
-                    session,
-                    order,
-                    NotificationKind.FAILED,
-                    {
-                        "step": step.value,
-                        "reason": str(error),
-                        "headline": "Order could not be completed",
-                    },
-                    now,
-                )
-                gave_up = True
-            else:
-                delay = self.retry.delay(order.step_attempts, error.retry_after, self.rng)
-                order.next_attempt_at = now + timedelta(seconds=delay)
-                _release(order)
-                order.reason = (
-                    f"{step.value}: retrying after a fault outside ({error}); attempt "
-                    f"{order.step_attempts}, next at {order.next_attempt_at:%Y-%m-%d %H:%M:%S} UTC"
-                )
-                gave_up = False
+            gave_up = lifecycle.schedule_retry(
+                session, order, attempt_id, step, error, now, self.retry, self.rng
+            )
             order_ref, attempt_number = order.order_ref, order.step_attempts
         log_event(
             log,
@@ -520,7 +430,7 @@ class Worker:
 
     def _work_on_notification(self, notification_id: int) -> None:
         try:
-            self._send_notification(notification_id)
+            self.outbox.deliver(notification_id)
         except queries.LeaseLost:
             log_event(log, "mail.lease_lost", logging.WARNING, notification_id=notification_id)
         except Exception as error:  # catch-all for e-mail: never lose it; try again later
@@ -534,99 +444,9 @@ class Worker:
             log.error(
                 "traceback (frames only):\n%s", "".join(traceback.format_tb(error.__traceback__))
             )
-            self._mail_outcome(
+            self.outbox.record(
                 notification_id,
                 error=RetryableError("mail", f"internal error ({type(error).__name__})"),
-            )
-
-    def _send_notification(self, notification_id: int) -> None:
-        runtime = self.runtime
-        with runtime.store.write() as session:
-            row = queries.owned_notification(session, notification_id, self.name)
-            if row.state != NotificationState.PENDING:
-                return
-            kind, context, message_id = row.kind, dict(row.context), row.message_id
-            order = session.get(Order, row.order_id) if row.order_id is not None else None
-            facts = _order_facts(order) if order is not None else None
-        attachment, note = self._contract_attachment(kind, facts)
-        rendered = runtime.emails.render(kind, facts, context, note)
-        message = compose(rendered, runtime.settings.mail, message_id, attachment)
-        try:
-            runtime.mailer.send(message)
-        except (RetryableError, RejectedError) as error:
-            self._mail_outcome(notification_id, error=error)
-            return
-        self._mail_outcome(notification_id, attachment=attachment.filename if attachment else None)
-        log_event(
-            log,
-            "mail.sent",
-            kind=kind.value,
-            order=facts.order_ref if facts else context.get("order_ref"),
-            attachment=attachment.filename if attachment else None,
-        )
-
-    def _contract_attachment(
-        self, kind: NotificationKind, facts: OrderFacts | None
-    ) -> tuple[Attachment | None, str]:
-        if kind == NotificationKind.TEST or facts is None or facts.contract is None:
-            return None, ""
-        if not self.runtime.settings.mail.attach_contract:
-            return None, "The signed contract is in UTOPIA's portal."
-        try:
-            pdf = self.runtime.utopia.download_contract(facts.order_ref)
-        except OutsideError as error:
-            log_event(
-                log,
-                "mail.contract_unavailable",
-                logging.WARNING,
-                order=facts.order_ref,
-                error=type(error).__name__,
-            )
-            return (
-                None,
-                f"The signed contract could not be fetched from UTOPIA ({error.message}); find it in UTOPIA's portal.",
-            )
-        if pdf is None:
-            return None, "UTOPIA has no signed contract PDF for this order yet."
-        return Attachment(
-            f"{facts.order_ref}.pdf", pdf
-        ), f"The signed contract is attached as {facts.order_ref}.pdf."
-
-    def _mail_outcome(
-        self,
-        notification_id: int,
-        *,
-        error: OutsideError | None = None,
-        attachment: str | None = None,
-    ) -> None:
-        now = self.clock()
-        with self.runtime.store.write() as session:
-            row = queries.owned_notification(session, notification_id, self.name)
-            row.attempts += 1
-            row.lease_owner = None
-            row.lease_expires_at = None
-            if error is None:
-                row.state = NotificationState.SENT
-                row.sent_at = now
-                row.attachment = attachment
-                row.last_error = None
-            elif isinstance(error, RejectedError) or now - row.created_at >= self.retry.deadline:
-                row.state = NotificationState.FAILED
-                row.last_error = str(error)
-            else:
-                retry_after = error.retry_after if isinstance(error, RetryableError) else None
-                row.next_attempt_at = now + timedelta(
-                    seconds=self.retry.delay(row.attempts, retry_after, self.rng)
-                )
-                row.last_error = str(error)
-            state = row.state
-        if error is not None:
-            log_event(
-                log,
-                "mail.failed" if state == NotificationState.FAILED else "mail.retry",
-                logging.WARNING,
-                notification_id=notification_id,
-                error=type(error).__name__,
             )
 
 
@@ -641,12 +461,6 @@ class _Prepared:
     order_ref: str
 
 
-def _release(order: Order) -> None:
-    """Give the order's lease back as part of the caller's transaction."""
-    order.lease_owner = None
-    order.lease_expires_at = None
-
-
 def _order_view(order: Order, earlier_attempts: int, maybe_applied: bool) -> OrderView:
     return OrderView(
         order_ref=order.order_ref,
@@ -659,15 +473,4 @@ def _order_view(order: Order, earlier_attempts: int, maybe_applied: bool) -> Ord
         maybe_applied=maybe_applied,
         former_customer_id=order.former_customer_id,
         site_decision=order.site_decision,
-    )
-
-
-def _order_facts(order: Order) -> OrderFacts:
-    return OrderFacts(
-        order_ref=order.order_ref,
-        contract=Contract.from_json(order.contract) if order.contract else None,
-        customer_id=order.customer_id,
-        ticket_id=order.ticket_id,
-        plans=tuple(f"{p['label']} (service {p['service_id']})" for p in order.plans or ()),
-        tags=tuple(order.tags_added or ()),
     )

@@ -1,5 +1,6 @@
 """Migrations create exactly the tables the models describe, upgrade a database in use, and can
-be undone: 0003 the console tables, 0004 the site-decision columns of orders."""
+be undone: 0003 the console tables, 0004 the site-decision columns of orders, 0005 the
+resolved-by-hand column."""
 
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ CONSOLE_TABLES = {"users", "console_sessions", "login_failures", "audit_log", "c
 def test_the_schema_after_migrating_matches_the_models(console_runtime: Runtime) -> None:
     with console_runtime.store.engine.connect() as connection:
         differences = compare_metadata(MigrationContext.configure(connection), Base.metadata)
-        assert MigrationContext.configure(connection).get_current_heads() == ("0004",)
+        assert MigrationContext.configure(connection).get_current_heads() == ("0005",)
     ours = [d for d in differences if any(table in repr(d) for table in CONSOLE_TABLES)]
     assert ours == []
 
@@ -88,3 +89,37 @@ def upgrade_a_database_in_use(url: str) -> None:
 
 def test_the_site_decision_migration_upgrades_a_database_in_use(tmp_path: Path) -> None:
     upgrade_a_database_in_use(f"sqlite:///{tmp_path / 'in-use.db'}")
+
+
+def upgrade_resolved_orders(url: str) -> None:
+    """Orders resolved by hand before 0005 (a reason prefix) get the column set; others do not."""
+    config = alembic_config(url)
+    command.upgrade(config, "0004")
+    store = Store(url)
+    try:
+        with store.engine.begin() as connection:
+            for ref, reason in (
+                ("UIA202611-004217", "resolved by hand by alice: made in PowerCode by phone"),
+                ("UIA202611-004218", None),
+            ):
+                connection.execute(
+                    text(
+                        "INSERT INTO orders (order_ref, state, step, created_at, updated_at,"
+                        " next_attempt_at, run, step_attempts, customer_created, reason)"
+                        " VALUES (:ref, 'done', 'finished', :at, :at, :at, 1, 0, :no, :reason)"
+                    ),
+                    {"ref": ref, "reason": reason, "at": datetime(2026, 11, 30), "no": False},
+                )
+        store.migrate()
+        with store.read() as session:
+            resolved = dict(session.execute(select(Order.order_ref, Order.resolved_by_hand)).all())
+        assert resolved == {"UIA202611-004217": True, "UIA202611-004218": False}
+        command.downgrade(config, "0004")
+        columns = {c["name"] for c in inspect(store.engine).get_columns("orders")}
+        assert "resolved_by_hand" not in columns
+    finally:
+        store.close()
+
+
+def test_orders_resolved_before_the_column_existed_are_marked_resolved(tmp_path: Path) -> None:
+    upgrade_resolved_orders(f"sqlite:///{tmp_path / 'resolved.db'}")

@@ -205,3 +205,9 @@ def test_the_site_decision_migration_upgrades_a_database_in_use(fresh_pg_url: st
     from tests.console.test_migration import upgrade_a_database_in_use
 
     upgrade_a_database_in_use(database_url(fresh_pg_url))
+
+
+def test_orders_resolved_before_the_column_existed_are_marked_resolved(fresh_pg_url: str) -> None:
+    from tests.console.test_migration import upgrade_resolved_orders
+
+    upgrade_resolved_orders(database_url(fresh_pg_url))

@@ -127,6 +127,8 @@ class Order(Base):
     former_customer_name: Mapped[str | None] = mapped_column(String(200))
     former_customer_status: Mapped[str | None] = mapped_column(String(32))
     site_decision: Mapped[SiteDecision | None] = mapped_column(_enum(SiteDecision))
+    # A person closed the order as done by hand (state DONE); their note is in `reason`.
+    resolved_by_hand: Mapped[bool] = mapped_column(default=False)
     # When retention removed this finished order's raw payloads (contract, bodies, e-mail data).
     purged_at: Mapped[datetime | None]
 

@@ -272,12 +272,8 @@ def earlier_attempts(session: Session, order: Order, step: Step) -> tuple[int, b
     return len(rows), any(row.outcome in _MAYBE_APPLIED for row in rows)
 
 
-def start_attempt(session: Session, order: Order, owner: str, now: datetime) -> StepAttempt:
-    """Write the attempt row before any outside call, so a crash leaves a trace."""
-    order.step_attempts += 1
-    if order.state == OrderState.RECEIVED:
-        order.state = OrderState.IN_PROGRESS
-    order.updated_at = now
+def add_attempt(session: Session, order: Order, owner: str, now: datetime) -> StepAttempt:
+    """Write the attempt row of the order's current step and attempt number (see lifecycle)."""
     attempt = StepAttempt(
         order_id=order.id,
         run=order.run,

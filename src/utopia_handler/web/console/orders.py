@@ -17,7 +17,7 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
-from utopia_handler import actions, audit
+from utopia_handler import actions, audit, lifecycle
 from utopia_handler.actions import ActionRefused
 from utopia_handler.clients.utopia import Contract
 from utopia_handler.store import queries
@@ -224,7 +224,7 @@ def order_page(order_id: int) -> ResponseReturnValue:
         maybe_applied=maybe_applied and order.step != Step.FINISHED,
         resolved_by_hand=actions.is_resolved_by_hand(order),
         can_act=current_user().role.allows(Role.OPERATOR),
-        can_close=order.state in actions.OPEN_STATES,
+        can_close=order.state in lifecycle.OPEN_STATES,
         can_retry_now=order.step != Step.FINISHED and order.state != OrderState.DONE,
         can_provision=not order.customer_created and order.state != OrderState.DONE,
         site_question=actions.waits_for_site_decision(order),

@@ -1,0 +1,373 @@
+"""An order's life: every change of its state and step happens here, in the caller's transaction.
+
+    received --worker--> in_progress --steps finish--> done | duplicate | not_ours
+                              |  ^ retry later (a fault outside)
+                              v  |
+                           waiting --a person--> in_progress (a new run)
+                              |
+                              +--a person--> done, resolved by hand | ignored
+
+The worker (after each step), the console and the CLI (a person's actions) call these functions;
+none of them sets an order column itself. Each function takes the order row and the caller's
+session and changes nothing outside them, so a caller's one commit records the step's outcome,
+its history row and any e-mail together. The rules that make retries safe live here too: a run
+number that a person's action increases, a lease that every change gives back, and backoff with
+jitter under a deadline.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from utopia_handler.clients.errors import OutsideError, RetryableError
+from utopia_handler.store import queries
+from utopia_handler.store.models import (
+    STEP_SEQUENCE,
+    AttemptOutcome,
+    NotificationKind,
+    Order,
+    OrderState,
+    SiteDecision,
+    Step,
+)
+
+# Orders a person may close by hand: not finished yet, or waiting for them.
+OPEN_STATES = (OrderState.RECEIVED, OrderState.IN_PROGRESS, OrderState.WAITING)
+NOTE_LIMIT = 2000
+
+# Columns a step may set through its result; anything else is the lifecycle's.
+STEP_COLUMNS = frozenset(
+    {"contract", "site_id", "customer_name", "plans", "customer_id", "customer_created",
+     "services_added", "ticket_id", "tags_added"}
+)  # fmt: skip
+# PowerCode ids worth keeping on the attempt row, for the history a person reads.
+_ID_COLUMNS = ("customer_id", "ticket_id", "services_added", "tags_added")
+
+
+class ActionRefused(Exception):
+    """A person's action does not apply to this order now; the message says why."""
+
+
+@dataclass(frozen=True)
+class StepOutcome:
+    """What a finished step asks the lifecycle to record (provisioning's StepResult fits)."""
+
+    detail: str
+    changes: Mapping[str, Any]
+    next_step: Step | None
+    final_state: OrderState | None
+    notify: NotificationKind | None
+    notify_context: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class FormerCustomer:
+    """The customer already at the order's site under another name (a person decides)."""
+
+    customer_id: int
+    name: str
+    status: str
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Backoff for faults outside: exponential with jitter, capped, given up after a deadline."""
+
+    base_seconds: float
+    max_seconds: float
+    deadline: timedelta
+
+    def delay(self, attempt: int, retry_after: float | None, rng: random.Random) -> float:
+        """Seconds until the next attempt; a server's Retry-After is a floor, within reason."""
+        ceiling = min(self.max_seconds, self.base_seconds * 2 ** max(0, attempt - 1))
+        delay = rng.uniform(ceiling / 2, ceiling)
+        if retry_after is not None:
+            delay = max(delay, min(retry_after, 3600.0))
+        return delay
+
+
+def following_step(step: Step) -> Step:
+    """The step after `step` in the new-order sequence."""
+    return STEP_SEQUENCE[STEP_SEQUENCE.index(step) + 1]
+
+
+# Leases ------------------------------------------------------------------------------------------
+
+
+def is_leased(order: Order, now: datetime) -> bool:
+    """Whether a worker holds the order right now."""
+    return bool(order.lease_owner and order.lease_expires_at and order.lease_expires_at > now)
+
+
+def release_lease(order: Order) -> None:
+    """Give the order's lease back, in the caller's transaction (a kill after it leaves none)."""
+    order.lease_owner = None
+    order.lease_expires_at = None
+
+
+# What the worker records ------------------------------------------------------------------------
+
+
+def start_attempt(session: Session, order: Order, owner: str, now: datetime) -> int:
+    """The current step begins: its attempt row is written before any outside call, so a crash
+    leaves a trace the next attempt reads as "may have applied". Returns the attempt's id."""
+    order.step_attempts += 1
+    if order.state == OrderState.RECEIVED:
+        order.state = OrderState.IN_PROGRESS
+    order.updated_at = now
+    return queries.add_attempt(session, order, owner, now).id
+
+
+def record_step(
+    session: Session, order: Order, attempt_id: int, step: Step, outcome: StepOutcome, now: datetime
+) -> None:
+    """A step finished: keep what it found, close its attempt, and move to the next step or end."""
+    for column, value in outcome.changes.items():
+        if column not in STEP_COLUMNS:
+            raise ValueError(f"a step may not set {column}")
+        setattr(order, column, value)
+    ids = {k: outcome.changes[k] for k in _ID_COLUMNS if outcome.changes.get(k) is not None}
+    ended_elsewhere = outcome.final_state not in (None, OrderState.DONE)
+    attempt_outcome = AttemptOutcome.FINAL if ended_elsewhere else AttemptOutcome.OK
+    queries.finish_attempt(session, attempt_id, attempt_outcome, outcome.detail, now, ids)
+    order.step = outcome.next_step or following_step(step)
+    order.step_attempts = 0
+    order.retrying_since = None
+    # A duplicate keeps its explanation in sight; any other outcome clears the last problem.
+    order.reason = outcome.detail if outcome.final_state == OrderState.DUPLICATE else None
+    order.updated_at = now
+    if outcome.final_state is not None:
+        order.state = outcome.final_state
+        release_lease(order)
+    if outcome.notify is not None:
+        context = {**outcome.notify_context, "step": step.value}
+        queries.enqueue_notification(session, order, outcome.notify, context, now)
+
+
+def hold_for_person(
+    session: Session,
+    order: Order,
+    attempt_id: int,
+    step: Step,
+    attempt_outcome: AttemptOutcome,
+    reason: str,
+    now: datetime,
+    *,
+    cause: BaseException | None = None,
+    history: str | None = None,
+    former: FormerCustomer | None = None,
+) -> None:
+    """The order waits for a person, with `reason`; staff get one e-mail.
+
+    `history` replaces the reason on the attempt row when the reason names people (the history
+    outlives the retention of personal data); `former` records who already is at the site.
+    """
+    if former is not None:
+        order.former_customer_id = former.customer_id
+        order.former_customer_name = former.name[:200]
+        order.former_customer_status = former.status[:32] or None
+        order.site_decision = None
+    queries.finish_attempt(session, attempt_id, attempt_outcome, history or reason, now)
+    order.state = OrderState.WAITING
+    order.reason = f"{step.value}: {reason}"
+    order.updated_at = now
+    order.retrying_since = None
+    release_lease(order)
+    kind = (
+        NotificationKind.FAILED
+        if attempt_outcome == AttemptOutcome.FAILED
+        else NotificationKind.HELD
+    )
+    context = {"step": step.value, "reason": reason, "headline": _headline(step, cause)}
+    queries.enqueue_notification(session, order, kind, context, now)
+
+
+def schedule_retry(
+    session: Session,
+    order: Order,
+    attempt_id: int,
+    step: Step,
+    error: RetryableError,
+    now: datetime,
+    policy: RetryPolicy,
+    rng: random.Random,
+) -> bool:
+    """A fault outside: try the step again later, or give up past the deadline (returns True)."""
+    attempt_outcome = AttemptOutcome.UNCERTAIN if error.may_have_applied else AttemptOutcome.RETRY
+    queries.finish_attempt(session, attempt_id, attempt_outcome, str(error), now)
+    order.retrying_since = order.retrying_since or now
+    order.updated_at = now
+    release_lease(order)
+    if now - order.retrying_since >= policy.deadline:
+        hours = policy.deadline.total_seconds() / 3600
+        order.state = OrderState.WAITING
+        order.reason = f"{step.value}: still failing after {hours:g} h of retries: {error}"
+        context = {
+            "step": step.value,
+            "reason": str(error),
+            "headline": "Order could not be completed",
+        }
+        queries.enqueue_notification(session, order, NotificationKind.FAILED, context, now)
+        return True
+    delay = policy.delay(order.step_attempts, error.retry_after, rng)
+    order.next_attempt_at = now + timedelta(seconds=delay)
+    order.reason = (
+        f"{step.value}: retrying after a fault outside ({error}); attempt "
+        f"{order.step_attempts}, next at {order.next_attempt_at:%Y-%m-%d %H:%M:%S} UTC"
+    )
+    return False
+
+
+def _headline(step: Step, cause: BaseException | None) -> str:
+    """The subject line of the staff e-mail, in the old handler's words where it had them."""
+    if isinstance(cause, OutsideError) and cause.service == "utopia":
+        return "Utopia API Error"
+    if isinstance(cause, OutsideError) and step == Step.CREATE_CUSTOMER:
+        return "Failed to create customer in PowerCode"
+    return "Order waiting for a person"
+
+
+# What a person does -------------------------------------------------------------------------------
+
+
+def start_new_run(order: Order, step: Step, now: datetime) -> None:
+    """Queue the order at `step` as a new run: a person has taken the earlier runs' doubts on."""
+    order.run += 1
+    order.state = OrderState.IN_PROGRESS
+    order.step = step
+    order.step_attempts = 0
+    order.retrying_since = None
+    order.reason = None
+    order.resolved_by_hand = False
+    order.next_attempt_at = now
+    order.updated_at = now
+
+
+def check_open(order: Order, now: datetime, verb: str) -> None:
+    """Refuse a person's action on an order a worker holds or that has ended."""
+    if is_leased(order, now):
+        raise ActionRefused(
+            f"order {order.order_ref} is being worked on right now; try again shortly"
+        )
+    if order.state not in OPEN_STATES:
+        raise ActionRefused(
+            f"order {order.order_ref} is {order.state.value} already; only an order in progress "
+            f"or waiting for a person can be {verb}"
+        )
+
+
+def checked_note(note: str) -> str:
+    """A person's note, trimmed; refused when empty or too long."""
+    text = note.strip()
+    if not text:
+        raise ActionRefused("write a note saying what was done or why")
+    if len(text) > NOTE_LIMIT:
+        raise ActionRefused(f"the note is longer than {NOTE_LIMIT} characters")
+    return text
+
+
+def resolve_by_hand(order: Order, note: str, actor: str, now: datetime) -> None:
+    """A person finished the order by hand (in PowerCode): it is done, with their note."""
+    check_open(order, now, "marked resolved")
+    order.state = OrderState.DONE
+    order.step = Step.FINISHED
+    order.resolved_by_hand = True
+    order.reason = f"resolved by hand by {actor}: {checked_note(note)}"
+    order.retrying_since = None
+    order.updated_at = now
+
+
+def ignore(order: Order, note: str, actor: str, now: datetime) -> None:
+    """Nothing is to be done for the order; a later retry goes on where it stopped."""
+    check_open(order, now, "ignored")
+    order.state = OrderState.IGNORED
+    order.reason = f"ignored by {actor}: {checked_note(note)}"
+    order.retrying_since = None
+    order.updated_at = now
+
+
+def waits_for_site_decision(order: Order) -> bool:
+    """Whether the order waits for a person to say who lives at its site now."""
+    return (
+        order.state == OrderState.WAITING
+        and order.step == Step.FIND_CUSTOMER
+        and order.former_customer_id is not None
+        and order.site_decision is None
+    )
+
+
+def decide_site(order: Order, decision: SiteDecision, now: datetime) -> None:
+    """Record who lives at the order's site and queue it again at find_customer."""
+    if is_leased(order, now):
+        raise ActionRefused(
+            f"order {order.order_ref} is being worked on right now; try again shortly"
+        )
+    if not waits_for_site_decision(order):
+        raise ActionRefused(
+            f"order {order.order_ref} is not waiting for a decision about a former customer at "
+            "its site"
+        )
+    order.site_decision = decision
+    start_new_run(order, Step.FIND_CUSTOMER, now)
+
+
+def restart_with_contract(
+    order: Order,
+    contract: dict[str, Any],
+    site_id: str | None,
+    customer_name: str | None,
+    plans: list[dict[str, Any]] | None,
+    step: Step,
+    now: datetime,
+    *,
+    first_run: bool = False,
+) -> None:
+    """A person's reviewed contract becomes the order's, and the order runs from `step`.
+
+    `first_run`: the order was just made by hand (its callback never came). Otherwise everything
+    an earlier run found goes: the corrections may change the person or the site.
+    """
+    if not first_run:
+        if is_leased(order, now):
+            raise ActionRefused(
+                f"order {order.order_ref} is being worked on right now; try again shortly"
+            )
+        if order.state == OrderState.DONE:
+            raise ActionRefused(
+                f"order {order.order_ref} is done already; nothing is left to provision"
+            )
+        if order.customer_created:
+            # Corrections would not reach the customer that exists; retrying goes on safely.
+            raise ActionRefused(
+                f"order {order.order_ref} already created PowerCode customer "
+                f"#{order.customer_id}: correct it in PowerCode and retry the order instead"
+            )
+    order.contract = contract
+    order.site_id = site_id
+    order.customer_name = customer_name
+    order.plans = plans
+    order.customer_id = None
+    order.customer_created = False
+    order.services_added = None
+    order.ticket_id = None
+    order.tags_added = None
+    order.former_customer_id = None
+    order.former_customer_name = None
+    order.former_customer_status = None
+    order.site_decision = None
+    if first_run:
+        order.run = 1
+        order.state = OrderState.RECEIVED
+        order.step = step
+        order.step_attempts = 0
+        order.resolved_by_hand = False
+        order.next_attempt_at = now
+        order.updated_at = now
+    else:
+        start_new_run(order, step, now)

@@ -1,0 +1,149 @@
+"""The staff e-mail outbox: deliver one claimed e-mail, with the signed contract when there is one.
+
+The worker claims due outbox rows with a lease and hands each to `Outbox.deliver`. Rendering and
+composing are `messages`' job, sending is the sender's; here is what ties them to the stored row:
+fetch the contract PDF, send, and record the outcome (sent, retry later, or failed for good).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
+
+from utopia_handler.clients.errors import OutsideError, RejectedError, RetryableError
+from utopia_handler.clients.utopia import Contract
+from utopia_handler.lifecycle import RetryPolicy
+from utopia_handler.logs import log_event
+from utopia_handler.notify.messages import Attachment, OrderFacts, compose
+from utopia_handler.store import queries
+from utopia_handler.store.models import NotificationKind, NotificationState, Order
+
+if TYPE_CHECKING:
+    from utopia_handler.app import Runtime
+
+log = logging.getLogger(__name__)
+
+
+class Outbox:
+    """Delivers claimed outbox rows for one worker (its lease name, clock and retry policy)."""
+
+    def __init__(
+        self,
+        runtime: Runtime,
+        owner: str,
+        clock: Callable[[], datetime],
+        retry: RetryPolicy,
+        rng: random.Random,
+    ) -> None:
+        self.runtime = runtime
+        self.owner = owner
+        self.clock = clock
+        self.retry = retry
+        self.rng = rng
+
+    def deliver(self, notification_id: int) -> None:
+        """Send one claimed e-mail and record how it went; a fault outside is retried later."""
+        runtime = self.runtime
+        with runtime.store.write() as session:
+            row = queries.owned_notification(session, notification_id, self.owner)
+            if row.state != NotificationState.PENDING:
+                return
+            kind, context, message_id = row.kind, dict(row.context), row.message_id
+            order = session.get(Order, row.order_id) if row.order_id is not None else None
+            facts = order_facts(order) if order is not None else None
+        attachment, note = self._contract_attachment(kind, facts)
+        rendered = runtime.emails.render(kind, facts, context, note)
+        message = compose(rendered, runtime.settings.mail, message_id, attachment)
+        try:
+            runtime.mailer.send(message)
+        except (RetryableError, RejectedError) as error:
+            self.record(notification_id, error=error)
+            return
+        self.record(notification_id, attachment=attachment.filename if attachment else None)
+        log_event(
+            log,
+            "mail.sent",
+            kind=kind.value,
+            order=facts.order_ref if facts else context.get("order_ref"),
+            attachment=attachment.filename if attachment else None,
+        )
+
+    def _contract_attachment(
+        self, kind: NotificationKind, facts: OrderFacts | None
+    ) -> tuple[Attachment | None, str]:
+        """The signed contract PDF to attach, and a sentence for the e-mail saying where it is."""
+        if kind == NotificationKind.TEST or facts is None or facts.contract is None:
+            return None, ""
+        if not self.runtime.settings.mail.attach_contract:
+            return None, "The signed contract is in UTOPIA's portal."
+        try:
+            pdf = self.runtime.utopia.download_contract(facts.order_ref)
+        except OutsideError as error:
+            log_event(
+                log,
+                "mail.contract_unavailable",
+                logging.WARNING,
+                order=facts.order_ref,
+                error=type(error).__name__,
+            )
+            return None, (
+                f"The signed contract could not be fetched from UTOPIA ({error.message}); "
+                "find it in UTOPIA's portal."
+            )
+        if pdf is None:
+            return None, "UTOPIA has no signed contract PDF for this order yet."
+        filename = f"{facts.order_ref}.pdf"
+        return Attachment(filename, pdf), f"The signed contract is attached as {filename}."
+
+    def record(
+        self,
+        notification_id: int,
+        *,
+        error: OutsideError | None = None,
+        attachment: str | None = None,
+    ) -> None:
+        """Record a delivery: sent, failed for good (a refusal, or past the deadline), or retry."""
+        now = self.clock()
+        with self.runtime.store.write() as session:
+            row = queries.owned_notification(session, notification_id, self.owner)
+            row.attempts += 1
+            row.lease_owner = None
+            row.lease_expires_at = None
+            if error is None:
+                row.state = NotificationState.SENT
+                row.sent_at = now
+                row.attachment = attachment
+                row.last_error = None
+            elif isinstance(error, RejectedError) or now - row.created_at >= self.retry.deadline:
+                row.state = NotificationState.FAILED
+                row.last_error = str(error)
+            else:
+                retry_after = error.retry_after if isinstance(error, RetryableError) else None
+                row.next_attempt_at = now + timedelta(
+                    seconds=self.retry.delay(row.attempts, retry_after, self.rng)
+                )
+                row.last_error = str(error)
+            state = row.state
+        if error is not None:
+            log_event(
+                log,
+                "mail.failed" if state == NotificationState.FAILED else "mail.retry",
+                logging.WARNING,
+                notification_id=notification_id,
+                error=type(error).__name__,
+            )
+
+
+def order_facts(order: Order) -> OrderFacts:
+    """What an e-mail may say about an order."""
+    return OrderFacts(
+        order_ref=order.order_ref,
+        contract=Contract.from_json(order.contract) if order.contract else None,
+        customer_id=order.customer_id,
+        ticket_id=order.ticket_id,
+        plans=tuple(f"{p['label']} (service {p['service_id']})" for p in order.plans or ()),
+        tags=tuple(order.tags_added or ()),
+    )
