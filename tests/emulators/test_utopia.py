@@ -1,4 +1,4 @@
-"""The UTOPIA emulator: contract lookup, contract PDF download, key checks and errors."""
+"""The UTOPIA emulator: contract lookup, contract PDF download, order list, key checks and errors."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import pytest
 
 from utopia_handler.emulators import UtopiaEmulator
 from utopia_handler.emulators.seed import DEMO_ORDERS, seed_utopia
+from utopia_handler.emulators.utopia import ORDER_LIST_SHAPES
 
 READY = "UIA202611-004217"
 PENDING = "UIA202611-004219"
@@ -132,3 +133,209 @@ def test_orders_are_copied_on_the_way_in_and_out(
         client, utopia, "contractlookup", apikey=utopia.api_key, orderref="UIA202611-000001"
     )
     assert response.json()["customer"]["firstname"] == "Dale"
+
+
+# -- the order list (/spquery/orders); every shape is a guess, see the emulator's docstring
+
+
+def list_orders(client: httpx.Client, utopia: UtopiaEmulator, **body: object) -> httpx.Response:
+    return client.post(f"{utopia.base_url}/spquery/orders", json={"apikey": utopia.api_key, **body})
+
+
+def test_order_list_shows_every_held_order_with_status_and_site(
+    client: httpx.Client, seeded: UtopiaEmulator
+) -> None:
+    response = list_orders(client, seeded)
+
+    assert response.status_code == 200
+    listed = response.json()
+    assert [item["orderref"] for item in listed] == list(DEMO_ORDERS)
+    assert listed[0] == {"orderref": READY, "status": "Signed", "siteid": "204817"}
+    assert seeded.calls["orders"] == 1
+
+
+@pytest.fixture
+def three(utopia: UtopiaEmulator) -> UtopiaEmulator:
+    utopia.add_order("UIA202611-000001", {"address": {"siteid": "1001"}})
+    utopia.add_order("UIA202611-000002", {"address": {"siteid": 1002}}, status="Cancelled")
+    utopia.add_order("UIA202611-000003", {"status": "Pending"})
+    return utopia
+
+
+def test_an_orders_status_comes_from_add_order_the_contract_or_the_default(
+    client: httpx.Client, three: UtopiaEmulator
+) -> None:
+    assert list_orders(client, three).json() == [
+        {"orderref": "UIA202611-000001", "status": "Signed", "siteid": "1001"},
+        {"orderref": "UIA202611-000002", "status": "Cancelled", "siteid": "1002"},
+        {"orderref": "UIA202611-000003", "status": "Pending", "siteid": ""},
+    ]
+
+
+def test_set_order_status_changes_the_list_not_the_contract(
+    client: httpx.Client, three: UtopiaEmulator
+) -> None:
+    three.set_order_status("UIA202611-000001", "Installed")
+
+    listed = list_orders(client, three, orderref="UIA202611-000001").json()
+    lookup = post(
+        client, three, "contractlookup", apikey=three.api_key, orderref="UIA202611-000001"
+    )
+    assert listed == [{"orderref": "UIA202611-000001", "status": "Installed", "siteid": "1001"}]
+    assert "status" not in lookup.json()
+    with pytest.raises(KeyError):
+        three.set_order_status("UIA202611-999999", "Signed")
+
+
+@pytest.mark.parametrize(
+    ("filters", "expected"),
+    [
+        ({"status": "Cancelled"}, ["UIA202611-000002"]),
+        ({"status": "signed"}, ["UIA202611-000001"]),
+        ({"siteid": "1002"}, ["UIA202611-000002"]),
+        ({"siteid": 1001}, ["UIA202611-000001"]),
+        ({"orderref": "uia202611-000003"}, ["UIA202611-000003"]),
+        ({"status": "Signed", "siteid": "1001"}, ["UIA202611-000001"]),
+        (
+            {"status": "", "siteid": None},
+            ["UIA202611-000001", "UIA202611-000002", "UIA202611-000003"],
+        ),
+    ],
+)
+def test_order_list_filters(
+    client: httpx.Client, three: UtopiaEmulator, filters: dict[str, object], expected: list[str]
+) -> None:
+    response = list_orders(client, three, **filters)
+
+    assert [item["orderref"] for item in response.json()] == expected
+
+
+def test_order_list_with_nothing_to_list_is_utopias_not_ours(
+    client: httpx.Client, three: UtopiaEmulator
+) -> None:
+    response = list_orders(client, three, status="Signed", siteid="1002")
+
+    assert response.status_code == 404
+    assert response.json() == {"error": "No valid records found for this ISP"}
+
+
+EXPECTED_SHAPES = {
+    "objects": [
+        {"orderref": "UIA202611-000001", "status": "Signed", "siteid": "1001"},
+        {"orderref": "UIA202611-000002", "status": "Cancelled", "siteid": "1002"},
+    ],
+    "wrapped": {
+        "data": [
+            {"orderref": "UIA202611-000001", "status": "Signed", "siteid": "1001"},
+            {"orderref": "UIA202611-000002", "status": "Cancelled", "siteid": "1002"},
+        ]
+    },
+    "keyed": {
+        "UIA202611-000001": {"status": "Signed", "siteid": "1001"},
+        "UIA202611-000002": {"status": "Cancelled", "siteid": "1002"},
+    },
+    "refs_only": ["UIA202611-000001", "UIA202611-000002"],
+    "php": {
+        "0": {"orderref": "UIA202611-000001", "status": "Signed", "siteid": "1001"},
+        "1": {"orderref": "UIA202611-000002", "status": "Cancelled", "siteid": "1002"},
+    },
+}
+EMPTY_SHAPES = {"objects": [], "wrapped": {"data": []}, "keyed": {}, "refs_only": [], "php": {}}
+
+
+def test_every_shape_is_tested() -> None:
+    assert set(EXPECTED_SHAPES) == set(EMPTY_SHAPES) == set(ORDER_LIST_SHAPES)
+    assert ORDER_LIST_SHAPES[0] == "objects"
+
+
+@pytest.mark.parametrize("shape", ORDER_LIST_SHAPES)
+def test_order_list_shapes(client: httpx.Client, utopia: UtopiaEmulator, shape: str) -> None:
+    utopia.add_order("UIA202611-000001", {"address": {"siteid": "1001"}})
+    utopia.add_order("UIA202611-000002", {"address": {"siteid": 1002}}, status="Cancelled")
+    utopia.order_list_shape = shape
+
+    response = list_orders(client, utopia)
+
+    assert response.status_code == 200
+    assert response.json() == EXPECTED_SHAPES[shape]
+
+
+@pytest.mark.parametrize("shape", ORDER_LIST_SHAPES)
+def test_an_empty_order_list_in_its_shape(
+    client: httpx.Client, utopia: UtopiaEmulator, shape: str
+) -> None:
+    utopia.order_list_shape = shape
+    utopia.empty_order_list_reply = "shape"
+
+    response = list_orders(client, utopia)
+
+    assert response.status_code == 200
+    assert response.json() == EMPTY_SHAPES[shape]
+
+
+def test_an_unknown_shape_is_an_emulator_error(client: httpx.Client, three: UtopiaEmulator) -> None:
+    three.order_list_shape = "csv"
+
+    assert list_orders(client, three).status_code == 500
+
+
+@pytest.mark.parametrize("body", [{}, {"apikey": "wrong"}, {"ispapikey": ""}])
+def test_order_list_needs_the_key(
+    client: httpx.Client, three: UtopiaEmulator, body: dict[str, str]
+) -> None:
+    response = client.post(f"{three.base_url}/spquery/orders", json=body)
+
+    assert response.status_code == 401
+    assert response.json() == {"error": "Authentication Failed"}
+
+
+def test_order_list_accepts_the_ispapikey_alias(
+    client: httpx.Client, three: UtopiaEmulator
+) -> None:
+    response = client.post(f"{three.base_url}/spquery/orders", json={"ispapikey": three.api_key})
+
+    assert response.status_code == 200
+    assert len(response.json()) == 3
+
+
+def test_order_list_is_post_only(client: httpx.Client, three: UtopiaEmulator) -> None:
+    response = client.get(f"{three.base_url}/spquery/orders")
+
+    assert response.status_code == 405
+
+
+def test_order_list_faults_target_orders_only(client: httpx.Client, three: UtopiaEmulator) -> None:
+    three.faults.add("orders", "fail", status=503, retry_after=4)
+    body = {"apikey": three.api_key, "orderref": "UIA202611-000001"}
+
+    lookup = client.post(f"{three.base_url}/spquery/contractlookup", json=body)
+    failed = list_orders(client, three)
+    recovered = list_orders(client, three)
+
+    assert lookup.status_code == 200
+    assert (failed.status_code, failed.headers["Retry-After"]) == (503, "4")
+    assert recovered.status_code == 200
+    three.faults.add("orders", "drop_before")
+    with pytest.raises(httpx.RemoteProtocolError):
+        list_orders(client, three)
+    assert three.calls["orders"] == 3
+
+
+def test_orders_can_be_added_with_a_status_over_http(
+    client: httpx.Client, utopia: UtopiaEmulator
+) -> None:
+    added = client.post(
+        f"{utopia.base_url}/_emulator/orders",
+        json={"orderref": "UIA202611-000009", "contract": {}, "status": "Pending"},
+    )
+    bad = client.post(
+        f"{utopia.base_url}/_emulator/orders",
+        json={"orderref": "UIA202611-000010", "contract": {}, "status": 3},
+    )
+
+    assert added.status_code == 201 and bad.status_code == 400
+    assert list_orders(client, utopia).json() == [
+        {"orderref": "UIA202611-000009", "status": "Pending", "siteid": ""}
+    ]
+    state = client.get(f"{utopia.base_url}/_emulator/state").json()
+    assert state["order_statuses"] == {"UIA202611-000009": "Pending"}

@@ -1,4 +1,9 @@
-"""A stateful local stand-in for the UTOPIA Fiber provider API (contract lookup and download)."""
+"""A stateful local stand-in for UTOPIA's provider API: contract lookup, download, order list.
+
+The order list (`/spquery/orders`) answers in one of `ORDER_LIST_SHAPES`. UTOPIA's real reply
+shape has never been recorded: every shape here, the default included, is a GUESS, and the client
+must not depend on any of them (it reads the list by looking for order references).
+"""
 
 from __future__ import annotations
 
@@ -15,6 +20,19 @@ logger = logging.getLogger(__name__)
 SPQUERY_PREFIX = "/spquery/"
 NOT_OURS = "No valid records found for this ISP"
 PDF_CONTENT_TYPE = "application/pdf; charset=UTF-8"
+
+#: Shapes the order list can answer in (all guesses; "objects" is the default guess):
+#: "objects"   [{"orderref", "status", "siteid"}, ...]
+#: "wrapped"   {"data": [{"orderref", "status", "siteid"}, ...]}
+#: "keyed"     {"UIA...": {"status", "siteid"}, ...}
+#: "refs_only" ["UIA...", ...]
+#: "php"       {"0": {"orderref", "status", "siteid"}, "1": {...}} (a PHP list sent as an object)
+ORDER_LIST_SHAPES = ("objects", "wrapped", "keyed", "refs_only", "php")
+#: An order's status in the list when neither add_order nor its contract gives one.
+DEFAULT_ORDER_STATUS = "Signed"
+#: What an order list with no order in it answers: UTOPIA's "nothing for you" error (404, as
+#: its other calls answer) or the chosen shape with nothing in it.
+EMPTY_ORDER_LIST_REPLIES = ("not_ours", "shape")
 
 
 def _pdf_text(text: str) -> bytes:
@@ -55,8 +73,25 @@ def contract_pdf(orderref: str) -> bytes:
     return bytes(out)
 
 
+def _filter_text(value: object) -> str:
+    """A filter as text ("" = no filter); numbers are accepted as UTOPIA sends ids either way."""
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        return ""
+    return str(value).strip()
+
+
+def _site_id(contract: dict[str, Any]) -> str:
+    address = contract.get("address")
+    siteid = address.get("siteid") if isinstance(address, dict) else None
+    return str(siteid).strip() if isinstance(siteid, str | int) else ""
+
+
 class UtopiaEmulator(HttpEmulator):
-    """UTOPIA's provider API on 127.0.0.1, serving the orders it was given."""
+    """UTOPIA's provider API on 127.0.0.1, serving the orders it was given.
+
+    It only answers look-ups: callbacks are posted by the demo and the tests, not by this
+    stand-in, so an order it holds may never have had a callback (a "missed" order to reconcile).
+    """
 
     name: ClassVar[str] = "utopia"
 
@@ -71,11 +106,34 @@ class UtopiaEmulator(HttpEmulator):
         super().__init__(host=host, port=port, latency=latency)
         self.api_key = api_key
         self.orders: dict[str, dict[str, Any]] = {}
+        #: Each order's status in the order list (the contract keeps its own `status`).
+        self.order_statuses: dict[str, str] = {}
+        #: The order list's reply shape, one of ORDER_LIST_SHAPES (a guess: see the module doc).
+        self.order_list_shape = "objects"
+        #: What an order list with nothing to list answers, one of EMPTY_ORDER_LIST_REPLIES.
+        self.empty_order_list_reply = "not_ours"
 
-    def add_order(self, orderref: str, contract: dict[str, Any]) -> None:
-        """Make an order (the contract JSON as UTOPIA sends it) available to look up."""
+    def add_order(
+        self, orderref: str, contract: dict[str, Any], *, status: str | None = None
+    ) -> None:
+        """Make an order (the contract JSON as UTOPIA sends it) available to look up and list.
+
+        Its status in the order list is ``status``, else the contract's ``status``, else
+        DEFAULT_ORDER_STATUS. Adding an order sends no callback.
+        """
+        if status is None:
+            stated = contract.get("status")
+            status = stated if isinstance(stated, str) and stated else DEFAULT_ORDER_STATUS
         with self.lock:
             self.orders[orderref] = copy.deepcopy(contract)
+            self.order_statuses[orderref] = status
+
+    def set_order_status(self, orderref: str, status: str) -> None:
+        """Change an order's status in the order list; KeyError if the order is not held."""
+        with self.lock:
+            if orderref not in self.orders:
+                raise KeyError(orderref)
+            self.order_statuses[orderref] = status
 
     def handle_api(self, request: Request) -> Reply:
         """Answer a ``/spquery/*`` call."""
@@ -106,6 +164,8 @@ class UtopiaEmulator(HttpEmulator):
             return self._contract_lookup(orderref)
         if endpoint == "contractdownload":
             return self._contract_download(orderref)
+        if endpoint == "orders":
+            return self._order_list(body)
         return Reply.json({"error": "Unknown endpoint"}, status=404)
 
     def _find(self, orderref: object) -> dict[str, Any] | None:
@@ -130,8 +190,44 @@ class UtopiaEmulator(HttpEmulator):
         assert isinstance(orderref, str)
         return Reply(body=contract_pdf(orderref), content_type=PDF_CONTENT_TYPE)
 
+    def _listed(self, body: dict[str, Any]) -> list[tuple[str, str, str]]:
+        """(orderref, status, siteid) of every held order that passes the request's filters."""
+        wanted = [_filter_text(body.get(name)) for name in ("orderref", "status", "siteid")]
+        with self.lock:
+            held = [
+                (ref, self.order_statuses.get(ref, DEFAULT_ORDER_STATUS), _site_id(contract))
+                for ref, contract in self.orders.items()
+            ]
+        # Compared without case: how UTOPIA compares is unknown.
+        return [
+            order
+            for order in held
+            if all(
+                not want or want.casefold() == have.casefold()
+                for want, have in zip(wanted, order, strict=True)
+            )
+        ]
+
+    def _order_list(self, body: dict[str, Any]) -> Reply:
+        if self.order_list_shape not in ORDER_LIST_SHAPES:
+            raise ValueError(f"order_list_shape must be one of {ORDER_LIST_SHAPES}")
+        listed = self._listed(body)
+        if not listed and self.empty_order_list_reply == "not_ours":
+            return Reply.json({"error": NOT_OURS}, status=404)
+        shape = self.order_list_shape
+        if shape == "refs_only":
+            return Reply.json([ref for ref, _, _ in listed])
+        if shape == "keyed":
+            return Reply.json({ref: {"status": st, "siteid": site} for ref, st, site in listed})
+        objects = [{"orderref": ref, "status": st, "siteid": site} for ref, st, site in listed]
+        if shape == "wrapped":
+            return Reply.json({"data": objects})
+        if shape == "php":
+            return Reply.json({str(index): item for index, item in enumerate(objects)})
+        return Reply.json(objects)
+
     def handle_control_extra(self, request: Request) -> Reply | None:
-        """``POST /_emulator/orders`` with ``{orderref, contract}`` adds an order."""
+        """``POST /_emulator/orders`` with ``{orderref, contract[, status]}`` adds an order."""
         if request.path != "/_emulator/orders":
             return None
         if request.method != "POST":
@@ -143,15 +239,22 @@ class UtopiaEmulator(HttpEmulator):
         if not isinstance(body, dict):
             return Reply.json({"error": "Expected a JSON object"}, status=400)
         orderref, contract = body.get("orderref"), body.get("contract")
+        status = body.get("status")
         if not isinstance(orderref, str) or not orderref or not isinstance(contract, dict):
             return Reply.json({"error": "Expected {orderref: string, contract: object}"}, 400)
-        self.add_order(orderref, contract)
+        if status is not None and not isinstance(status, str):
+            return Reply.json({"error": "status must be a string"}, 400)
+        self.add_order(orderref, contract, status=status)
         return Reply.json({"orderref": orderref}, status=201)
 
     def snapshot(self) -> dict[str, Any]:
         """Counts and every order, JSON-ready."""
         with self.lock:
             state = super().snapshot()
-            state.update(counts={"orders": len(self.orders)}, orders=self.orders)
+            state.update(
+                counts={"orders": len(self.orders)},
+                orders=self.orders,
+                order_statuses=self.order_statuses,
+            )
             result: dict[str, Any] = json.loads(json.dumps(state))
             return result
