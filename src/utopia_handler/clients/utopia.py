@@ -1,4 +1,4 @@
-"""Client for UTOPIA Fiber's provider API: read a signed order ("contract") and its PDF.
+"""Client for UTOPIA Fiber's provider API: a signed order ("contract"), its PDF, the order list.
 
 Every call is a POST with a JSON body carrying the API key. Replies are read tolerantly (any block
 may be missing, any value may be a number) and become small frozen records with our own field names.
@@ -6,6 +6,7 @@ may be missing, any value may be a number) and become small frozen records with 
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -22,6 +23,12 @@ from utopia_handler.clients.http import (
     clip,
     json_body,
 )
+from utopia_handler.clients.utopia_orders import (
+    NOTHING_FOR_THIS_ISP,
+    OrderList,
+    is_nothing_for_this_isp,
+    read_order_list,
+)
 from utopia_handler.settings import Timeouts
 
 log = logging.getLogger(__name__)
@@ -29,7 +36,7 @@ log = logging.getLogger(__name__)
 SERVICE = "utopia"
 
 # UTOPIA's exact answer when the order is not this provider's (or does not exist).
-NOT_OUR_ORDER_TEXT = "No valid records found for this ISP"
+NOT_OUR_ORDER_TEXT = NOTHING_FOR_THIS_ISP
 
 
 class NotOurOrder(RejectedError):
@@ -241,12 +248,60 @@ class UtopiaClient(ClientBase):
             SERVICE, f"{label}: reply is neither a PDF nor JSON ({clip(content_type) or 'no type'})"
         )
 
+    def list_orders(
+        self,
+        *,
+        status: str | None = None,
+        site_id: str | None = None,
+        order_ref: str | None = None,
+    ) -> OrderList:
+        """UTOPIA's orders for this provider, optionally filtered; see OrderList for `readable`.
+
+        The reply's shape has never been recorded, so it is read by `read_order_list`, which
+        depends on no shape. A blank filter is not sent.
+        """
+        label = "orders"
+        filters = {"status": status, "siteid": site_id, "orderref": order_ref}
+        body = self._body(
+            {name: value for name, value in filters.items() if value and value.strip()}
+        )
+        response = self._http.request(label, "POST", f"{self._base_url}/spquery/{label}", json=body)
+        if response.status_code == 401:
+            raise self._auth_failed()
+        self._http.raise_if_retryable(label, response)
+        try:
+            payload = json.loads(response.content)
+        except RecursionError:
+            return OrderList((), readable=False, note="the reply is nested too deeply to decode")
+        except (ValueError, UnicodeDecodeError):
+            payload = None
+            if response.status_code < 300:
+                content_type = response.headers.get("Content-Type", "").split(";")[0]
+                note = f"the reply is not JSON ({clip(content_type) or 'no content type'})"
+                return OrderList((), readable=False, note=note)
+        # "No valid records found for this ISP" is UTOPIA's "nothing here for you" text (404 on
+        # the look-ups): asked for a list, it means the list is empty, not that we were refused.
+        if is_nothing_for_this_isp(payload):
+            return OrderList((), readable=True)
+        self._raise_for_refusal(label, response, payload)
+        orders = read_order_list(payload)
+        error = payload.get("error") if isinstance(payload, dict) else None
+        # A 200 that is nothing but an error is a refusal; an `error` key beside orders is data.
+        if not orders.orders and isinstance(error, str) and error.strip():
+            reason = clip(error, (self._api_key,))
+            raise RejectedError(SERVICE, f"{label} refused: {reason}", code=response.status_code)
+        return orders
+
+    def _body(self, fields: dict[str, str]) -> dict[str, str]:
+        body = {"apikey": self._api_key, **{name: value.strip() for name, value in fields.items()}}
+        if self._network:
+            body["network"] = self._network
+        return body
+
     def _post(self, label: str, order_ref: str) -> httpx.Response:
         if not order_ref.strip():
             raise ValueError("order_ref must not be empty")
-        body: dict[str, str] = {"apikey": self._api_key, "orderref": order_ref.strip()}
-        if self._network:
-            body["network"] = self._network
+        body = self._body({"orderref": order_ref})
         return self._http.request(label, "POST", f"{self._base_url}/spquery/{label}", json=body)
 
     def _raise_for_refusal(self, label: str, response: httpx.Response, payload: Any) -> None:
