@@ -183,6 +183,20 @@ CONTRACTS: dict[str, Contract] = {
         ),
         "UTOPIA: contractdownload takes orderref in a JSON body with apikey.",
     ),
+    "orders": Contract(
+        "POST",
+        "/spquery/orders",
+        "json",
+        (
+            Param("apikey", "json", re.escape(UTOPIA_KEY)),
+            Param("network", "json", "UTOPIA|BOUNTIFULFIBER|IDAHOFALLS|BOZEMAN", required=False),
+            Param("status", "json", r"\S+", required=False),
+            Param("siteid", "json", r"[0-9]+", required=False),
+            Param("orderref", "json", r"UIA[0-9]{6}-[0-9]{6}", required=False),
+        ),
+        "UTOPIA: /spquery/orders takes optional status, siteid, orderref in a JSON body with "
+        "apikey (one provider's production code; the reply's shape is not recorded).",
+    ),
 }
 
 
@@ -329,6 +343,8 @@ UtopiaCall = Callable[[UtopiaClient], object]
 
 
 def _utopia_reply(request: WireRequest) -> tuple[int, str, bytes]:
+    if request.path.endswith("orders"):
+        return json_answer([{"orderref": "UIA202611-000777", "status": "Signed"}])
     if request.path.endswith("contractdownload"):
         return 200, "application/pdf; charset=UTF-8", b"%PDF-1.4 contract"
     return json_answer({"status": "Signed", "customer": {}, "address": {"siteid": "318877"}})
@@ -340,6 +356,8 @@ def _utopia_reply(request: WireRequest) -> tuple[int, str, bytes]:
     [
         ("contractlookup", lambda c: c.lookup_contract("UIA202611-000777")),
         ("contractdownload", lambda c: c.download_contract("UIA202611-000777")),
+        ("orders", lambda c: c.list_orders()),
+        ("orders", lambda c: c.list_orders(status="Signed", site_id="318877")),
     ],
 )
 def test_utopia_request_follows_the_evidence(
