@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import os
+import random
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
+from contextlib import closing
 from pathlib import Path
 
 import httpx
@@ -17,6 +20,7 @@ import pytest
 
 from tests.conftest import CALLBACK_TOKEN, SECRET_KEY, new_order, post_callback, wait_for
 from utopia_handler.emulators import Emulators
+from utopia_handler.emulators.seed import make_order
 
 
 def free_port() -> int:
@@ -26,7 +30,10 @@ def free_port() -> int:
 
 
 def command_env(base_env: dict[str, str], **extra: str) -> dict[str, str]:
-    keep = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "SYSTEMROOT")}
+    # PYTHONPATH: the children run the code under test, also from a checkout other than the
+    # one installed in the virtual environment.
+    names = ("PATH", "HOME", "LANG", "SYSTEMROOT", "PYTHONPATH")
+    keep = {k: v for k, v in os.environ.items() if k in names}
     return {**keep, **base_env, **extra}
 
 
@@ -120,6 +127,82 @@ def test_sigkill_during_customer_creation_then_restart_creates_nothing_twice(
     assert len(emulators.powercode.tickets) == 1
     assert emulators.powercode.calls["createCustomer"] == 1  # found by site id, not sent again
     assert str(emulators.smtp.messages[0]["Subject"]).endswith(f"(PC#{customer_id})")
+
+
+def sqlite_rows(env: dict[str, str], query: str, *params: object) -> list[tuple[object, ...]]:
+    """Rows of the service's SQLite file, read as a person with `sqlite3` would."""
+    path = Path(env["DATA_DIR"]) / "utopia-handler.db"
+    with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as connection:
+        return connection.execute(query, params).fetchall()
+
+
+def test_sigkill_while_powercode_holds_replies_then_restart_takes_the_work_over_at_once(
+    base_env: dict[str, str], emulators: Emulators, tmp_path: Path
+) -> None:
+    rng = random.Random(4218)
+    orders = dict(make_order(index, rng) for index in range(3))
+    for ref, contract in orders.items():
+        emulators.utopia.add_order(ref, contract)
+    sites = {ref: contract["address"]["siteid"] for ref, contract in orders.items()}
+    env = command_env(
+        base_env,
+        FLASK_PORT=str(free_port()),
+        # Leases far longer than the wait measured below: only a takeover explains a short one.
+        LEASE_SECONDS="60",
+        POLL_SECONDS="0.1",
+        # A PowerCode call is over 3 s after it was sent: what a taken-over create waits for.
+        PC_CONNECT_TIMEOUT="1",
+        PC_READ_TIMEOUT="2",
+    )
+    # PowerCode is slow to create the customers: the kill lands while all three calls are out.
+    emulators.powercode.faults.add("createCustomer", "latency", seconds=1.5, count=len(orders))
+    first = Serve(env, tmp_path)
+    for ref in orders:
+        assert post_callback(first.url, new_order(ref)).json()["status"] == "queued"
+    wait_for(lambda: emulators.powercode.calls["createCustomer"] == len(orders))
+    first.kill()
+    killed = time.monotonic()
+
+    second = Serve(env, tmp_path)  # at once: PowerCode still holds the replies
+    answered = time.monotonic()
+    mark = f"%:{second.process.pid}:%"
+
+    def held_work_moves() -> bool:
+        rows = sqlite_rows(
+            env,
+            "SELECT DISTINCT o.order_ref FROM step_attempts a JOIN orders o ON o.id = a.order_id "
+            "WHERE a.worker LIKE ?",
+            mark,
+        )
+        return len(rows) == len(orders)
+
+    wait_for(held_work_moves, timeout=60)
+    moved = time.monotonic()
+    wait_for(lambda: len(emulators.smtp.messages) == len(orders), timeout=30)
+    assert second.terminate() == 0
+    print(
+        f"\nserve restart: held work moved {moved - answered:.1f}s after /healthz answered "
+        f"({moved - killed:.1f}s after the kill; leases of 60 s)"
+    )
+    assert moved - answered < 20  # a regression to waiting for the lease would take 60 s
+
+    # Every order done once: one customer per site, two services each, one ticket each.
+    assert sqlite_rows(env, "SELECT DISTINCT state FROM orders") == [("done",)]
+    created = {
+        ref: [c for c in emulators.powercode.customers.values() if c.get("extAccountID") == site]
+        for ref, site in sites.items()
+    }
+    assert {ref: len(found) for ref, found in created.items()} == dict.fromkeys(sites, 1)
+    ours = {int(found[0]["customerID"]) for found in created.values()}
+    adds = Counter(emulators.powercode.service_adds)
+    assert set(adds.values()) == {1}
+    assert Counter(customer for customer, _ in adds) == dict.fromkeys(ours, 2)
+    tickets = Counter(int(t["customerID"]) for t in emulators.powercode.tickets.values())
+    assert tickets == dict.fromkeys(ours, 1)
+    assert emulators.powercode.calls["createCustomer"] == len(orders)  # none sent again
+    # SIGTERM gave everything back and unregistered the process.
+    assert sqlite_rows(env, "SELECT count(*) FROM orders WHERE lease_owner IS NOT NULL") == [(0,)]
+    assert sqlite_rows(env, "SELECT count(*) FROM workers") == [(0,)]
 
 
 def test_callbacks_acknowledged_before_a_kill_are_worked_after_restart(

@@ -263,7 +263,10 @@ def service_environment(
     emulators: Emulators, workdir: Path, database_url: str | None, token: str
 ) -> dict[str, str]:
     """The child's settings: the stand-ins, short leases and retries, quick timeouts."""
-    keep = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "SYSTEMROOT")}
+    # PYTHONPATH: the service runs the same code as this runner, also from a checkout other than
+    # the one installed.
+    names = ("PATH", "HOME", "LANG", "SYSTEMROOT", "PYTHONPATH")
+    keep = {k: v for k, v in os.environ.items() if k in names}
     env = {
         **keep,
         **emulators.env(),

@@ -93,7 +93,7 @@ class WebSettings:
 @dataclass(frozen=True)
 class WorkerSettings:
     concurrency: int = 4
-    lease_seconds: float = 60.0
+    lease_seconds: float = 30.0
     poll_seconds: float = 1.0
     retry_base_seconds: float = 5.0
     retry_max_seconds: float = 900.0

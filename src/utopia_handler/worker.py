@@ -1,9 +1,10 @@
 """Claim due work from the store, run one step at a time, record each outcome before the next.
 
 Two kinds of work: orders (the provisioning steps) and the e-mail outbox. Each is claimed with a
-lease that a heartbeat keeps alive; a crashed worker's leases expire and another worker takes the
-work over. This module holds the only catch-all: any unexpected error is recorded with the order,
-which then waits for a person.
+lease that a heartbeat keeps alive. A worker registers its process (store/leases.py): at start and
+at every heartbeat it takes over at once the work of processes of its own machine that are gone;
+a crashed worker elsewhere loses its work when its leases expire. This module holds the only
+catch-all: any unexpected error is recorded with the order, which then waits for a person.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from utopia_handler.clients.errors import RejectedError, RetryableError
 from utopia_handler.clients.utopia import Contract
 from utopia_handler.logs import log_event
 from utopia_handler.notify.outbox import Outbox
+from utopia_handler.process_identity import is_gone, this_process
 from utopia_handler.provisioning import (
     FormerCustomerAtSite,
     Hold,
@@ -36,7 +38,7 @@ from utopia_handler.provisioning import (
     PlannedService,
     StepResult,
 )
-from utopia_handler.store import queries
+from utopia_handler.store import leases, queries
 from utopia_handler.store.models import (
     ACTIVE_STATES,
     AttemptOutcome,
@@ -57,6 +59,8 @@ class Worker:
     # The retention purge runs soon after start (so frequent restarts never starve it), then hourly.
     retention_first_seconds = 60.0
     retention_every_seconds = 3600.0
+    # A registered worker not heard from for this long is forgotten (its leases ran out long ago).
+    forget_silent_after = timedelta(days=1)
 
     def __init__(
         self,
@@ -72,6 +76,9 @@ class Worker:
         self.name = name or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.concurrency = settings.concurrency
         self.lease = timedelta(seconds=settings.lease_seconds)
+        timeouts = runtime.settings.powercode.timeouts
+        # The longest a PowerCode call of a process that died may still be answered.
+        self.call_window = timedelta(seconds=timeouts.connect + timeouts.read)
         self.poll_seconds = settings.poll_seconds
         self.retry = lifecycle.RetryPolicy(
             settings.retry_base_seconds,
@@ -84,16 +91,23 @@ class Worker:
         self.outbox = Outbox(runtime, self.name, clock, self.retry, self.rng)
         self.wakeup = wakeup or threading.Event()
         self._stopping = threading.Event()
+        self._heartbeat_stop = threading.Event()
         self._lock = threading.Lock()
         self._orders_in_hand: set[int] = set()
         self._notifications_in_hand: set[int] = set()
         self._threads: list[threading.Thread] = []
+        self._heartbeat_thread: threading.Thread | None = None
         self._pool: ThreadPoolExecutor | None = None
 
     # Running -----------------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Start claiming in the background with `concurrency` threads, plus a heartbeat."""
+        """Start claiming in the background with `concurrency` threads, plus a heartbeat.
+
+        First registers this process and takes over the work of gone processes of this machine
+        (a restart after a kill), so that work is due before the first claim.
+        """
+        self._heartbeat([], [])
         self._pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="work")
         for target, label in (
             (self._dispatch_loop, "dispatch"),
@@ -102,7 +116,10 @@ class Worker:
         ):
             thread = threading.Thread(target=target, name=f"worker-{label}", daemon=True)
             thread.start()
-            self._threads.append(thread)
+            if label == "lease":
+                self._heartbeat_thread = thread
+            else:
+                self._threads.append(thread)
         log_event(log, "worker.started", worker=self.name, concurrency=self.concurrency)
 
     def stop(self, timeout: float = 60.0) -> None:
@@ -112,10 +129,16 @@ class Worker:
         for thread in self._threads:
             thread.join(timeout)
         if self._pool is not None:
-            self._pool.shutdown(wait=True)
+            # The heartbeat goes on meanwhile: a step in hand must not lose its lease while its
+            # outside call is out, or another worker could run the same step beside it.
+            self._pool.shutdown(wait=True, cancel_futures=True)
+        self._heartbeat_stop.set()
+        if self._heartbeat_thread is not None:
+            self._heartbeat_thread.join(timeout)
         try:
             with self.runtime.store.write() as session:
                 queries.release_all(session, self.name)
+                leases.forget(session, self.name)
         except SQLAlchemyError:
             log_event(log, "worker.release_failed", logging.WARNING, worker=self.name)
         log_event(log, "worker.stopped", worker=self.name)
@@ -211,23 +234,46 @@ class Worker:
             self.wakeup.set()
 
     def _heartbeat_loop(self) -> None:
-        while not self._stopping.wait(self.lease.total_seconds() / 3):
+        while not self._heartbeat_stop.wait(self.lease.total_seconds() / 3):
             with self._lock:
                 order_ids, notification_ids = (
                     list(self._orders_in_hand),
                     list(self._notifications_in_hand),
                 )
-            if not order_ids and not notification_ids:
-                continue
-            try:
-                with self.runtime.store.write() as session:
+            self._heartbeat(order_ids, notification_ids)
+
+    def _heartbeat(self, order_ids: list[int], notification_ids: list[int]) -> None:
+        """Keep this process registered and its leases alive; take over gone processes' work."""
+        process = this_process()
+        try:
+            with self.runtime.store.write() as session:
+                now = self.clock()  # once the write lock is ours: a wait for it costs no lease
+                leases.record_alive(session, self.name, process, now)
+                if order_ids or notification_ids:
                     queries.extend_leases(
-                        session, self.name, order_ids, notification_ids, self.clock() + self.lease
+                        session, self.name, order_ids, notification_ids, now + self.lease
                     )
-            except SQLAlchemyError as error:
-                log_event(
-                    log, "worker.heartbeat_failed", logging.WARNING, error=type(error).__name__
-                )
+                taken = [
+                    leases.take_over(session, name, now, self.call_window)
+                    for name in leases.gone_workers(session, process.host, is_gone)
+                ]
+                leases.forget_silent(session, now - self.forget_silent_after)
+        except SQLAlchemyError as error:
+            log_event(log, "worker.heartbeat_failed", logging.WARNING, error=type(error).__name__)
+            return
+        for dead in taken:
+            log_event(
+                log,
+                "worker.took_over",
+                logging.WARNING,
+                worker=self.name,
+                gone=dead.worker,
+                orders=dead.orders,
+                in_flight=dead.orders_in_flight,
+                notifications=dead.notifications,
+            )
+        if any(dead.orders or dead.notifications for dead in taken):
+            self.wakeup.set()
 
     def _retention_loop(self) -> None:
         """Remove finished orders' raw payloads once they are older than RETENTION_DAYS."""

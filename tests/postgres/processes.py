@@ -27,7 +27,10 @@ def free_port() -> int:
 
 def command_env(base_env: dict[str, str], **extra: str) -> dict[str, str]:
     """The settings as a child process's whole environment (nothing else leaks in)."""
-    keep = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "SYSTEMROOT")}
+    # PYTHONPATH: the children run the code under test, also from a checkout other than the
+    # one installed in the virtual environment.
+    names = ("PATH", "HOME", "LANG", "SYSTEMROOT", "PYTHONPATH")
+    keep = {k: v for k, v in os.environ.items() if k in names}
     return {**keep, **base_env, **extra}
 
 

@@ -191,3 +191,24 @@ class Notification(Base):
     attachment: Mapped[str | None] = mapped_column(String(200))
 
     __table_args__ = (Index("ix_notifications_due", "state", "next_attempt_at"),)
+
+
+class WorkerProcess(Base):
+    """A worker that runs, or ran: which process it is, so that a lease names a process.
+
+    A table of processes rather than process columns on every leased row: a heartbeat then checks
+    a few rows here, not the orders table, and the code that releases a lease (the worker's steps,
+    the console) goes on clearing `lease_owner` alone. A lease's `lease_owner` is the `name` here;
+    not a foreign key, so a lease without a row (an older release, a worker driven inline) simply
+    runs until it expires.
+    """
+
+    __tablename__ = "workers"
+
+    name: Mapped[str] = mapped_column(String(80), primary_key=True)
+    host: Mapped[str] = mapped_column(String(255), index=True)
+    pid: Mapped[int]
+    process_started: Mapped[str] = mapped_column(String(64))  # see process_identity.py
+    pid_space: Mapped[str] = mapped_column(String(100))
+    started_at: Mapped[datetime]
+    heartbeat_at: Mapped[datetime]
