@@ -21,6 +21,7 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect, select
 
 from tests.conftest import load_order, queue_order, wait_for
+from utopia_handler import lifecycle
 from utopia_handler.app import Runtime
 from utopia_handler.emulators import Emulators
 from utopia_handler.process_identity import ProcessIdentity, is_gone, this_process
@@ -215,7 +216,7 @@ def test_a_gone_process_s_powercode_write_may_still_land_so_its_order_waits_for_
     with runtime.store.write() as session:
         order = queries.owned_order(session, load_order(runtime, ORDER).id, "ghost")
         order.step = Step.CREATE_CUSTOMER
-        queries.start_attempt(session, order, "ghost", now)  # sent, never answered
+        lifecycle.start_attempt(session, order, "ghost", now)  # sent, never answered
         queries.enqueue_notification(session, order, NotificationKind.HELD, {}, now)
     with runtime.store.write() as session:
         queries.claim_due_notifications(session, "ghost", 10, now, timedelta(minutes=10))
