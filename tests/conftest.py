@@ -14,8 +14,8 @@ import pytest
 # Autouse for the whole session: at the end, logs and stored rows are searched for secrets and
 # the fixture customers' personal data (tests/reliability/privacy_watch.py).
 from tests.reliability.privacy_watch import watch_each_test, watch_session_privacy  # noqa: F401
-from utopia_handler.app import Runtime, build_runtime
 from utopia_handler.emulators import Emulators, start_emulators
+from utopia_handler.runtime import Runtime, build_runtime
 from utopia_handler.server import ServiceHandle
 from utopia_handler.settings import Settings, load_settings
 from utopia_handler.store.models import Order

@@ -10,10 +10,10 @@ import pytest
 from sqlalchemy import func, select, text
 
 from tests.conftest import ManualClock, load_order, queue_order, wait_for
-from utopia_handler.app import Runtime
 from utopia_handler.emulators import Emulators
 from utopia_handler.emulators.seed import DEMO_ORDERS
 from utopia_handler.report import order_story
+from utopia_handler.runtime import Runtime
 from utopia_handler.settings import Settings, SettingsError
 from utopia_handler.store.models import Callback, Notification, OrderState, StepAttempt
 from utopia_handler.store.retention import purge_expired

@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import func, select, text
 
 from tests.conftest import CALLBACK_TOKEN, new_order, post_callback
-from utopia_handler.app import Runtime
+from utopia_handler.runtime import Runtime
 from utopia_handler.server import ServiceHandle
 from utopia_handler.store.models import Callback, Notification, Order
 

@@ -8,8 +8,8 @@ from concurrent.futures import ThreadPoolExecutor
 from sqlalchemy import func, select
 
 from tests.conftest import load_order, new_order, post_callback, wait_for
-from utopia_handler.app import Runtime
 from utopia_handler.emulators import Emulators
+from utopia_handler.runtime import Runtime
 from utopia_handler.server import ServiceHandle
 from utopia_handler.store.models import (
     ACTIVE_STATES,

@@ -14,7 +14,6 @@ from typing import Any
 import pytest
 
 from tests.conftest import ManualClock, load_order, queue_order
-from utopia_handler.app import Runtime
 from utopia_handler.emulators import Emulators
 from utopia_handler.emulators.powercode import (
     NO_SERVICES_SHAPES,
@@ -23,6 +22,7 @@ from utopia_handler.emulators.powercode import (
 )
 from utopia_handler.emulators.seed import DEMO_ORDERS
 from utopia_handler.probe import probe_powercode
+from utopia_handler.runtime import Runtime
 from utopia_handler.store.models import OrderState
 from utopia_handler.timeutil import utcnow
 from utopia_handler.worker import Worker

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import CALLBACK_TOKEN, SECRET_KEY, new_order, post_callback, wait_for
-from utopia_handler.app import Runtime
 from utopia_handler.emulators import Emulators
 from utopia_handler.emulators.seed import DEMO_ORDERS
 from utopia_handler.logs import setup_logging
+from utopia_handler.runtime import Runtime
 from utopia_handler.server import ServiceHandle
 
 PORTAL_PASSWORD = "Portal-Shared-Pass-91"

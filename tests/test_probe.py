@@ -11,11 +11,11 @@ from click.testing import CliRunner, Result
 from tests.conftest import ManualClock, load_order, queue_order
 from tests.contracts.recorder import WireRequest, base_url, json_answer, recording_server
 from utopia_handler import config_store
-from utopia_handler.app import Runtime
 from utopia_handler.cli import cli
 from utopia_handler.clients.errors import RejectedError
 from utopia_handler.clients.powercode import EmptyReply, PowerCodeClient
 from utopia_handler.emulators import Emulators
+from utopia_handler.runtime import Runtime
 from utopia_handler.store.models import OrderState
 from utopia_handler.worker import Worker
 

@@ -305,7 +305,7 @@ def test_risky_settings_are_allowed_but_warned_about_at_start(
 def test_sqlite_runs_in_wal_mode_with_full_sync(runtime: object) -> None:
     from sqlalchemy import text
 
-    from utopia_handler.app import Runtime
+    from utopia_handler.runtime import Runtime
 
     assert isinstance(runtime, Runtime)
     with runtime.store.engine.connect() as connection:

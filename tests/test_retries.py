@@ -8,8 +8,8 @@ from pathlib import Path
 
 from tests.conftest import ManualClock, load_order, queue_order
 from utopia_handler.actions import retry_order
-from utopia_handler.app import Runtime
 from utopia_handler.emulators import Emulators
+from utopia_handler.runtime import Runtime
 from utopia_handler.store.models import Notification, NotificationState, OrderState, Step
 from utopia_handler.worker import Worker
 

@@ -16,8 +16,8 @@ from sqlalchemy import select
 
 from tests.conftest import ManualClock, load_order, queue_order
 from utopia_handler.actions import ActionRefused, decide_site, retry_order
-from utopia_handler.app import Runtime
 from utopia_handler.emulators import Emulators
+from utopia_handler.runtime import Runtime
 from utopia_handler.store import queries
 from utopia_handler.store.console_models import AuditEntry
 from utopia_handler.store.models import (

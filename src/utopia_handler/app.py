@@ -1,4 +1,4 @@
-"""Wiring only: build the runtime (store, clients, mailer, renderers) and the Flask app from settings.
+"""Wiring only: the Flask app from a runtime (see runtime.py), and start-up warnings.
 
 Nothing happens at import time; every process (serve, web, worker, demo, tests) calls these.
 """
@@ -6,103 +6,18 @@ Nothing happens at import time; every process (serve, web, worker, demo, tests) 
 from __future__ import annotations
 
 import logging
-import threading
-from dataclasses import dataclass, field
-from pathlib import Path
 
 from flask import Flask, Response, jsonify
 from werkzeug.exceptions import HTTPException
 
-from utopia_handler.clients.powercode import PowerCodeClient
-from utopia_handler.clients.utopia import UtopiaClient
-from utopia_handler.config_store import StoredSettings
 from utopia_handler.logs import log_event
-from utopia_handler.notify.messages import EmailRenderer
-from utopia_handler.notify.smtp import SmtpSender
-from utopia_handler.provisioning import Provisioner
+from utopia_handler.runtime import Runtime, build_runtime
 from utopia_handler.settings import Settings
-from utopia_handler.store.db import Store
-from utopia_handler.tickets import TicketRenderer
+
+# Runtime and build_runtime live in runtime.py; still importable from here for older callers.
+__all__ = ["Runtime", "build_runtime", "create_app", "warn_about_risky_settings"]
 
 log = logging.getLogger("utopia_handler.app")
-
-
-@dataclass
-class Runtime:
-    """The long-lived parts of one process, built once from settings and passed down."""
-
-    settings: Settings
-    store: Store
-    utopia: UtopiaClient
-    powercode: PowerCodeClient
-    mailer: SmtpSender
-    tickets: TicketRenderer
-    emails: EmailRenderer
-    provisioner: Provisioner
-    # Set when new work is stored, so an in-process worker starts at once instead of polling.
-    wakeup: threading.Event = field(default_factory=threading.Event)
-
-    def close(self) -> None:
-        self.utopia.close()
-        self.powercode.close()
-        self.store.close()
-
-
-def build_runtime(settings: Settings) -> Runtime:
-    """Create the store, clients and renderers described by the settings."""
-    store = Store(settings.database_url)
-    utopia_key = settings.utopia.api_key.reveal() if settings.utopia.api_key else ""
-    pc_key = settings.powercode.api_key.reveal() if settings.powercode.api_key else ""
-    utopia = UtopiaClient(
-        settings.utopia.url,
-        utopia_key,
-        timeouts=settings.utopia.timeouts,
-        network=settings.utopia.network,
-    )
-    # Plan mapping, always-added services, ticket template and PowerCode's learned replies, as
-    # saved in the console or by `check-config --live`: read when needed, so all processes agree.
-    stored = StoredSettings(store, settings.provisioning)
-    powercode = PowerCodeClient(
-        settings.powercode.api_url,
-        settings.powercode.uapi_url,
-        pc_key,
-        verify=settings.powercode.verify,
-        timeouts=settings.powercode.timeouts,
-        learned=stored.learned_replies,
-    )
-    mail = settings.mail
-    mailer = SmtpSender(
-        mail.server,
-        mail.port,
-        security=mail.security,
-        username=mail.username,
-        password=mail.password.reveal() if mail.password else None,
-        timeout=mail.timeout,
-    )
-    ticket_settings = settings.provisioning.ticket
-    tickets = TicketRenderer(
-        Path(ticket_settings.template_dir) / ticket_settings.template_file,
-        ticket_settings.summary,
-        stored_source=stored.ticket_template,
-    )
-    provisioner = Provisioner(
-        utopia=utopia,
-        powercode=powercode,
-        settings=settings.provisioning,
-        powercode_settings=settings.powercode,
-        tickets=tickets,
-        current_settings=stored.provisioning,
-    )
-    return Runtime(
-        settings=settings,
-        store=store,
-        utopia=utopia,
-        powercode=powercode,
-        mailer=mailer,
-        tickets=tickets,
-        emails=EmailRenderer(settings.powercode),
-        provisioner=provisioner,
-    )
 
 
 def warn_about_risky_settings(settings: Settings) -> None:

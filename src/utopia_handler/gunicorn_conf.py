@@ -14,8 +14,9 @@ from typing import Any
 from gunicorn.app.base import BaseApplication
 from gunicorn.workers.base import Worker as GunicornWorker
 
-from utopia_handler.app import Runtime, warn_about_risky_settings
+from utopia_handler.app import warn_about_risky_settings
 from utopia_handler.logs import setup_logging
+from utopia_handler.runtime import Runtime
 from utopia_handler.settings import Settings
 from utopia_handler.store.db import Store
 from utopia_handler.wsgi import create_wsgi_app

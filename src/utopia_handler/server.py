@@ -16,8 +16,9 @@ from types import FrameType
 from waitress import wasyncore
 from waitress.server import create_server
 
-from utopia_handler.app import Runtime, build_runtime, create_app, warn_about_risky_settings
+from utopia_handler.app import create_app, warn_about_risky_settings
 from utopia_handler.logs import log_event, setup_logging
+from utopia_handler.runtime import Runtime, build_runtime
 from utopia_handler.settings import Settings
 from utopia_handler.worker import Worker
 

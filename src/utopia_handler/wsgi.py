@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from flask import Flask
 
-from utopia_handler.app import build_runtime, create_app
+from utopia_handler.app import create_app
 from utopia_handler.logs import setup_logging
+from utopia_handler.runtime import build_runtime
 from utopia_handler.settings import Settings, load_settings
 
 

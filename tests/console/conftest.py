@@ -11,7 +11,8 @@ from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
 from utopia_handler import accounts
-from utopia_handler.app import Runtime, create_app
+from utopia_handler.app import create_app
+from utopia_handler.runtime import Runtime
 from utopia_handler.store.console_models import Role
 from utopia_handler.timeutil import utcnow
 from utopia_handler.worker import Worker

@@ -12,7 +12,8 @@ from sqlalchemy import func, select, update
 from tests.conftest import CALLBACK_TOKEN, new_order
 from tests.console.conftest import PASSWORDS, csrf_token, log_in, post_form
 from utopia_handler import accounts
-from utopia_handler.app import Runtime, create_app
+from utopia_handler.app import create_app
+from utopia_handler.runtime import Runtime
 from utopia_handler.store.console_models import AuditEntry, LoginFailure, Role, User
 from utopia_handler.timeutil import utcnow
 

@@ -10,7 +10,8 @@ import pytest
 from sqlalchemy import select
 
 from tests.console.conftest import log_in
-from utopia_handler.app import Runtime, create_app
+from utopia_handler.app import create_app
+from utopia_handler.runtime import Runtime
 from utopia_handler.settings import Settings, SettingsError, describe_settings
 from utopia_handler.store.console_models import Role, User
 

@@ -15,7 +15,7 @@ import pytest
 from tests.conftest import REPO, load_order, new_order, post_callback, wait_for
 from tests.console.conftest import PASSWORDS
 from utopia_handler import accounts
-from utopia_handler.app import Runtime
+from utopia_handler.runtime import Runtime
 from utopia_handler.server import ServiceHandle
 from utopia_handler.store.console_models import Role
 from utopia_handler.store.models import OrderState

@@ -11,8 +11,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import new_order, post_callback, wait_for
 from tests.test_pipeline import settled
-from utopia_handler.app import Runtime, build_runtime, create_app
+from utopia_handler.app import create_app
 from utopia_handler.emulators import Emulators
+from utopia_handler.runtime import Runtime, build_runtime
 from utopia_handler.server import ServiceHandle
 from utopia_handler.settings import Settings
 from utopia_handler.store.console_models import Role

@@ -12,7 +12,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect, select, text
 
-from utopia_handler.app import Runtime
+from utopia_handler.runtime import Runtime
 from utopia_handler.store import models
 from utopia_handler.store.console_models import Base
 from utopia_handler.store.db import Store, alembic_config

@@ -14,7 +14,7 @@ from sqlalchemy import func, select
 from tests.conftest import queue_order
 from tests.console.conftest import post_form
 from utopia_handler import config_store
-from utopia_handler.app import Runtime
+from utopia_handler.runtime import Runtime
 from utopia_handler.settings import PlanMapping
 from utopia_handler.store.console_models import AuditEntry, Role
 from utopia_handler.store.models import Order, OrderState

@@ -10,8 +10,8 @@ from werkzeug.test import TestResponse
 
 from tests.conftest import CALLBACK_TOKEN, load_order, new_order, queue_order
 from tests.console.conftest import post_form
-from utopia_handler.app import Runtime
 from utopia_handler.emulators import Emulators
+from utopia_handler.runtime import Runtime
 from utopia_handler.store import queries
 from utopia_handler.store.console_models import AuditEntry, Role
 from utopia_handler.store.models import OrderState

@@ -13,8 +13,8 @@ from sqlalchemy import select
 from tests.conftest import CALLBACK_TOKEN, SECRET_KEY, load_order, queue_order
 from tests.console.conftest import csrf_token, post_form
 from utopia_handler import config_store
-from utopia_handler.app import Runtime
 from utopia_handler.emulators import Emulators, ServiceDef
+from utopia_handler.runtime import Runtime
 from utopia_handler.store.console_models import ConfigKind, ConfigVersion, Role
 from utopia_handler.store.models import OrderState
 from utopia_handler.worker import Worker

@@ -11,9 +11,9 @@ from sqlalchemy import select
 
 from tests.conftest import load_order, queue_order
 from tests.console.conftest import post_form
-from utopia_handler.app import Runtime
 from utopia_handler.cli import cli
 from utopia_handler.emulators import Emulators
+from utopia_handler.runtime import Runtime
 from utopia_handler.store.console_models import AuditEntry, Role
 from utopia_handler.store.models import OrderState, SiteDecision
 from utopia_handler.worker import Worker

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from utopia_handler.app import Runtime, create_app
+from utopia_handler.app import create_app
+from utopia_handler.runtime import Runtime
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 # Scraped or read on 127.0.0.1 only: monitoring, and the callback's schema for local test tools.

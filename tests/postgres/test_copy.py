@@ -14,8 +14,8 @@ from sqlalchemy import MetaData, create_engine, select
 from tests.conftest import ManualClock, load_order, queue_order
 from tests.postgres.processes import command_env
 from tests.test_processes import run_cli
-from utopia_handler.app import Runtime
 from utopia_handler.emulators import Emulators
+from utopia_handler.runtime import Runtime
 from utopia_handler.store import queries
 from utopia_handler.store.db import database_url
 from utopia_handler.store.models import OrderState

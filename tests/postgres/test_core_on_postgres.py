@@ -30,7 +30,7 @@ from tests.test_site_changed_hands import (
     test_new_customer_at_this_site_makes_a_second_account_and_leaves_the_former_alone,
     test_same_person_ends_as_a_duplicate_of_the_former_customer,
 )
-from utopia_handler.app import Runtime
+from utopia_handler.runtime import Runtime
 
 __all__ = [
     "test_a_lost_create_reply_after_the_decision_still_makes_exactly_one_new_customer",

@@ -15,7 +15,7 @@ from alembic import command
 from alembic.script import ScriptDirectory
 from sqlalchemy import func, select, text
 
-from utopia_handler.app import Runtime
+from utopia_handler.runtime import Runtime
 from utopia_handler.store import queries
 from utopia_handler.store.db import Store, alembic_config, database_url
 from utopia_handler.store.models import Callback, CallbackOutcome, Order, OrderState, Step

@@ -28,7 +28,7 @@ from schemathesis.specs.openapi.checks import (
 from sqlalchemy import func, select
 
 from tests.conftest import CALLBACK_TOKEN, new_order
-from utopia_handler.app import Runtime
+from utopia_handler.runtime import Runtime
 from utopia_handler.server import ServiceHandle
 from utopia_handler.settings import (
     _SECRET_VARIABLES,

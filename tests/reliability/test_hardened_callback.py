@@ -17,7 +17,7 @@ from sqlalchemy import func, select
 
 from tests.conftest import CALLBACK_TOKEN, new_order
 from tests.reliability.privacy_watch import watch_secret
-from utopia_handler.app import Runtime
+from utopia_handler.runtime import Runtime
 from utopia_handler.server import ServiceHandle
 from utopia_handler.settings import SettingsError, describe_settings
 from utopia_handler.store.models import Callback, Notification, Order

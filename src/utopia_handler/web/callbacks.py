@@ -14,8 +14,8 @@ from typing import Any
 from flask import Blueprint, Response, current_app, jsonify, request
 from sqlalchemy.exc import SQLAlchemyError
 
-from utopia_handler.app import Runtime
 from utopia_handler.logs import log_event
+from utopia_handler.runtime import Runtime
 from utopia_handler.store import queries
 from utopia_handler.store.models import CallbackOutcome
 from utopia_handler.timeutil import utcnow

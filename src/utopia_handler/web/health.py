@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, current_app, jsonify
 
-from utopia_handler.app import Runtime
+from utopia_handler.runtime import Runtime
 
 bp = Blueprint("health", __name__)
 

@@ -32,7 +32,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
-from utopia_handler.app import Runtime
+from utopia_handler.runtime import Runtime
 from utopia_handler.store.db import Store, alembic_config
 from utopia_handler.store.models import (
     ACTIVE_STATES,

@@ -11,7 +11,7 @@ from typing import Any
 
 from flask import Blueprint, Flask, Response, current_app, jsonify
 
-from utopia_handler.app import Runtime
+from utopia_handler.runtime import Runtime
 from utopia_handler.store.models import CallbackOutcome
 from utopia_handler.web.callbacks import FIELD_LIMITS
 

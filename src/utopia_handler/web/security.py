@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 from flask import Flask
 
-from utopia_handler.settings import CallbackGuard, IPNetwork, signing_key
+from utopia_handler.settings import CallbackGuard, IPNetwork, Secret
 
 #: The headers a Standard Webhooks signature travels in.
 SIGNED_HEADERS = ("webhook-id", "webhook-timestamp", "webhook-signature")
@@ -179,6 +179,11 @@ def verify_signature(
             # Every pair is compared in constant time; a match sets the flag without a shortcut.
             matched |= hmac.compare_digest(candidate, expected)
     return None if matched else "no valid webhook signature"
+
+
+def signing_key(secret: Secret) -> bytes:
+    """The HMAC key of a `whsec_` secret (the settings checked it is valid base64)."""
+    return base64.b64decode(secret.reveal()[len("whsec_") :])
 
 
 class CallbackGate:

@@ -11,7 +11,7 @@ from flask import Flask
 from flask_wtf.csrf import CSRFProtect
 
 from utopia_handler import accounts
-from utopia_handler.app import Runtime
+from utopia_handler.runtime import Runtime
 from utopia_handler.web.console.common import bp
 
 # Paths that authenticate by their own means (a token), not by a console session and CSRF token.

@@ -9,7 +9,7 @@ from typing import Any, ParamSpec, TypeVar
 
 from flask import Blueprint, abort, current_app, g, request
 
-from utopia_handler.app import Runtime
+from utopia_handler.runtime import Runtime
 from utopia_handler.store.console_models import Role, User
 from utopia_handler.store.models import (
     AttemptOutcome,

@@ -1,0 +1,100 @@
+"""The long-lived parts of one process (store, clients, mailer, renderers), built from settings.
+
+`build_runtime` is called once per process (serve, web worker, worker, demo, tests) and the result
+is passed down: to the Flask app by `app.create_app`, to the worker, to the CLI. It knows nothing
+of the web side, so the web modules can name `Runtime` without importing the app factory.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from utopia_handler.clients.powercode import PowerCodeClient
+from utopia_handler.clients.utopia import UtopiaClient
+from utopia_handler.config_store import StoredSettings
+from utopia_handler.notify.messages import EmailRenderer
+from utopia_handler.notify.smtp import SmtpSender
+from utopia_handler.provisioning import Provisioner
+from utopia_handler.settings import Settings
+from utopia_handler.store.db import Store
+from utopia_handler.tickets import TicketRenderer
+
+
+@dataclass
+class Runtime:
+    """The long-lived parts of one process, built once from settings and passed down."""
+
+    settings: Settings
+    store: Store
+    utopia: UtopiaClient
+    powercode: PowerCodeClient
+    mailer: SmtpSender
+    tickets: TicketRenderer
+    emails: EmailRenderer
+    provisioner: Provisioner
+    # Set when new work is stored, so an in-process worker starts at once instead of polling.
+    wakeup: threading.Event = field(default_factory=threading.Event)
+
+    def close(self) -> None:
+        self.utopia.close()
+        self.powercode.close()
+        self.store.close()
+
+
+def build_runtime(settings: Settings) -> Runtime:
+    """Create the store, clients and renderers described by the settings."""
+    store = Store(settings.database_url)
+    utopia_key = settings.utopia.api_key.reveal() if settings.utopia.api_key else ""
+    pc_key = settings.powercode.api_key.reveal() if settings.powercode.api_key else ""
+    utopia = UtopiaClient(
+        settings.utopia.url,
+        utopia_key,
+        timeouts=settings.utopia.timeouts,
+        network=settings.utopia.network,
+    )
+    # Plan mapping, always-added services, ticket template and PowerCode's learned replies, as
+    # saved in the console or by `check-config --live`: read when needed, so all processes agree.
+    stored = StoredSettings(store, settings.provisioning)
+    powercode = PowerCodeClient(
+        settings.powercode.api_url,
+        settings.powercode.uapi_url,
+        pc_key,
+        verify=settings.powercode.verify,
+        timeouts=settings.powercode.timeouts,
+        learned=stored.learned_replies,
+    )
+    mail = settings.mail
+    mailer = SmtpSender(
+        mail.server,
+        mail.port,
+        security=mail.security,
+        username=mail.username,
+        password=mail.password.reveal() if mail.password else None,
+        timeout=mail.timeout,
+    )
+    ticket_settings = settings.provisioning.ticket
+    tickets = TicketRenderer(
+        Path(ticket_settings.template_dir) / ticket_settings.template_file,
+        ticket_settings.summary,
+        stored_source=stored.ticket_template,
+    )
+    provisioner = Provisioner(
+        utopia=utopia,
+        powercode=powercode,
+        settings=settings.provisioning,
+        powercode_settings=settings.powercode,
+        tickets=tickets,
+        current_settings=stored.provisioning,
+    )
+    return Runtime(
+        settings=settings,
+        store=store,
+        utopia=utopia,
+        powercode=powercode,
+        mailer=mailer,
+        tickets=tickets,
+        emails=EmailRenderer(settings.powercode),
+        provisioner=provisioner,
+    )
