@@ -48,7 +48,7 @@ from utopia_handler.store.models import (
 from utopia_handler.timeutil import utcnow
 
 if TYPE_CHECKING:
-    from utopia_handler.app import Runtime
+    from utopia_handler.runtime import Runtime
 
 log = logging.getLogger("utopia_handler.worker")
 

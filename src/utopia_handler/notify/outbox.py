@@ -22,7 +22,7 @@ from utopia_handler.store import queries
 from utopia_handler.store.models import NotificationKind, NotificationState, Order
 
 if TYPE_CHECKING:
-    from utopia_handler.app import Runtime
+    from utopia_handler.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
