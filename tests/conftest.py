@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
@@ -23,7 +24,8 @@ from utopia_handler.timeutil import utcnow
 from utopia_handler.worker import Worker
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED_FIXTURES = REPO.parent / "shared" / "fixtures"
+# Captured-shape payloads with made-up people: tests/fixtures/README.md.
+FIXTURES = REPO / "tests" / "fixtures"
 
 CALLBACK_TOKEN = "test-callback-token-5f1c9a7e"
 SECRET_KEY = "test-secret-key-0b7d2e94c1a8f366"
@@ -130,6 +132,11 @@ def post_callback(
 ) -> httpx.Response:
     params = {"token": token} if token is not None else {}
     return httpx.post(f"{url}/api-callback", params=params, json=body, timeout=10, **kwargs)
+
+
+def load_fixture(name: str) -> Any:
+    """The decoded JSON of a payload fixture such as "utopia/contractlookup__signed_250.json"."""
+    return json.loads((FIXTURES / name).read_text(encoding="utf-8"))
 
 
 def new_order(order_ref: str) -> dict[str, str]:
