@@ -19,6 +19,7 @@ from utopia_handler.app import Runtime, build_runtime
 from utopia_handler.emulators import Emulators, start_emulators
 from utopia_handler.server import ServiceHandle
 from utopia_handler.settings import Settings, load_settings
+from utopia_handler.store import queries
 from utopia_handler.store.models import Order
 from utopia_handler.timeutil import utcnow
 from utopia_handler.worker import Worker
@@ -141,6 +142,12 @@ def load_fixture(name: str) -> Any:
 
 def new_order(order_ref: str) -> dict[str, str]:
     return {"event": "Project Update", "orderref": order_ref, "msg": "Project New Order"}
+
+
+def settled(runtime: Runtime) -> bool:
+    """No order received or in progress and no e-mail pending: the product's own query."""
+    with runtime.store.read() as session:
+        return queries.all_work_finished(session)
 
 
 def wait_for(condition: Callable[[], bool], timeout: float = 15.0) -> None:

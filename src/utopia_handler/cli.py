@@ -518,7 +518,7 @@ def emulate(powercode_port: int, utopia_port: int, smtp_port: int, latency: floa
 @click.option("--port", default=5050, show_default=True, help="Port for the service (0: any free).")
 def demo(once: bool, port: int) -> None:
     """Start the stand-ins and the service on SQLite, send sample orders, report what happened."""
-    from utopia_handler.demo import run_demo
+    from utopia_handler.harness.demo import run_demo
 
     sys.exit(run_demo(stay_up=not once, port=port))
 
@@ -541,7 +541,7 @@ def chaos(
 
     Exits 1 unless no order was lost and no customer or service was created twice.
     """
-    from utopia_handler.chaos import ChaosOptions, run_chaos
+    from utopia_handler.harness.chaos import ChaosOptions, run_chaos
 
     options = ChaosOptions(
         orders=orders,

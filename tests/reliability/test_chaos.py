@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from utopia_handler.chaos import ChaosOptions, ChaosReport, run_chaos
 from utopia_handler.emulators.seed import make_order
+from utopia_handler.harness.chaos import ChaosOptions, ChaosReport, run_chaos
 
 SEED = 20261127
 ORDERS = 40

@@ -13,8 +13,8 @@ from sqlalchemy import func, select
 
 from tests.conftest import ManualClock, load_order, new_order, post_callback, queue_order, wait_for
 from utopia_handler.app import Runtime
-from utopia_handler.chaos import hold_database_lock
 from utopia_handler.emulators import Emulators
+from utopia_handler.harness.chaos import hold_database_lock
 from utopia_handler.server import ServiceHandle
 from utopia_handler.store.models import Callback, Order, OrderState
 from utopia_handler.worker import Worker

@@ -47,6 +47,7 @@ from utopia_handler.emulators import Emulators, start_emulators
 from utopia_handler.emulators.faults import FaultPlan
 from utopia_handler.emulators.seed import make_order
 from utopia_handler.notify.messages import MESSAGE_ID_DOMAIN
+from utopia_handler.store import queries
 from utopia_handler.store.db import Store
 from utopia_handler.store.db import database_url as sqlalchemy_url
 from utopia_handler.store.models import (
@@ -659,16 +660,8 @@ def _wait_until_settled(database_url: str, deadline: float) -> bool:
     try:
         while time.monotonic() < deadline:
             with store.read() as session:
-                active = session.scalar(
-                    select(func.count()).select_from(Order).where(Order.state.in_(ACTIVE_STATES))
-                )
-                pending = session.scalar(
-                    select(func.count())
-                    .select_from(Notification)
-                    .where(Notification.state == NotificationState.PENDING)
-                )
-            if not active and not pending:
-                return True
+                if queries.all_work_finished(session):
+                    return True
             time.sleep(0.3)
         return False
     finally:
