@@ -273,7 +273,8 @@ def service_env(stand_ins: StandIns, url: str, workdir: Path, **extra: str) -> d
     return {
         **keep,
         **stand_ins.env,
-        "PYTHONPATH": str(ROOT),
+        # bench.target, and the same product code as this process.
+        "PYTHONPATH": os.pathsep.join(filter(None, (str(ROOT), os.environ.get("PYTHONPATH")))),
         "DATABASE_URL": url,
         "DATA_DIR": str(workdir / "data"),
         "FLASK_PORT": str(free_port()),

@@ -28,6 +28,10 @@ REPO = Path(__file__).resolve().parents[1]
 # Captured-shape payloads with made-up people: tests/fixtures/README.md.
 FIXTURES = REPO / "tests" / "fixtures"
 
+# All a child process (`python -m utopia_handler ...`) inherits besides its settings: enough to
+# find programs and the same code as the tests (PYTHONPATH, when ./run or a person set it).
+CHILD_ENV_KEYS = ("PATH", "HOME", "LANG", "SYSTEMROOT", "PYTHONPATH")
+
 CALLBACK_TOKEN = "test-callback-token-5f1c9a7e"
 SECRET_KEY = "test-secret-key-0b7d2e94c1a8f366"
 

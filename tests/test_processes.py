@@ -15,7 +15,14 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import CALLBACK_TOKEN, SECRET_KEY, new_order, post_callback, wait_for
+from tests.conftest import (
+    CALLBACK_TOKEN,
+    CHILD_ENV_KEYS,
+    SECRET_KEY,
+    new_order,
+    post_callback,
+    wait_for,
+)
 from utopia_handler.emulators import Emulators
 
 
@@ -26,7 +33,7 @@ def free_port() -> int:
 
 
 def command_env(base_env: dict[str, str], **extra: str) -> dict[str, str]:
-    keep = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "SYSTEMROOT")}
+    keep = {k: v for k, v in os.environ.items() if k in CHILD_ENV_KEYS}
     return {**keep, **base_env, **extra}
 
 
@@ -189,7 +196,7 @@ def test_orders_commands_show_and_retry(
 
 
 def test_demo_runs_and_reports_every_order(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG")}
+    env = {k: v for k, v in os.environ.items() if k in CHILD_ENV_KEYS}
     result = run_cli(["demo", "--once", "--port", "0"], env, tmp_path, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
     out = result.stdout
@@ -232,7 +239,7 @@ def test_sqlite_runs_in_wal_mode_with_full_sync(runtime: object) -> None:
 
 def test_emulate_command_serves_the_stand_ins(tmp_path: Path) -> None:
     ports = [free_port() for _ in range(3)]
-    env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG")}
+    env = {k: v for k, v in os.environ.items() if k in CHILD_ENV_KEYS}
     process = subprocess.Popen(
         [
             sys.executable,

@@ -67,6 +67,8 @@ _READ_TIMEOUT = 1.5
 _POWERCODE_READS = ("searchCustomers", "readCustomer", "readCustomerService", "uapi:tags:GET")
 _POWERCODE_WRITES = ("createCustomer", "addCustomerService", "createTicket", "uapi:tags:POST")
 _UTOPIA_CALLS = ("contractlookup", "contractdownload")
+# All a `serve` child inherits: enough to find programs and this very code, no settings.
+_CHILD_ENV_KEYS = ("PATH", "HOME", "LANG", "SYSTEMROOT", "PYTHONPATH")
 
 
 @dataclass(frozen=True)
@@ -264,7 +266,7 @@ def service_environment(
     emulators: Emulators, workdir: Path, database_url: str | None, token: str
 ) -> dict[str, str]:
     """The child's settings: the stand-ins, short leases and retries, quick timeouts."""
-    keep = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "SYSTEMROOT")}
+    keep = {k: v for k, v in os.environ.items() if k in _CHILD_ENV_KEYS}
     env = {
         **keep,
         **emulators.env(),
