@@ -273,7 +273,8 @@ def service_env(stand_ins: StandIns, url: str, workdir: Path, **extra: str) -> d
     return {
         **keep,
         **stand_ins.env,
-        "PYTHONPATH": str(ROOT),
+        # bench.target, and the same product code as this process.
+        "PYTHONPATH": os.pathsep.join(filter(None, (str(ROOT), os.environ.get("PYTHONPATH")))),
         "DATABASE_URL": url,
         "DATA_DIR": str(workdir / "data"),
         "FLASK_PORT": str(free_port()),
@@ -429,26 +430,30 @@ def measure_end_to_end(profile: Profile, workdir: Path) -> list[Row]:
 
 def wait_until_finished(url: str, orders: int, timeout: float) -> int:
     """Wait until every order is in a final state and every e-mail is sent; returns how many."""
-    path = url.removeprefix("sqlite:///")
+    from sqlalchemy.exc import OperationalError
+
+    from utopia_handler.store import queries
+    from utopia_handler.store.db import Store
+    from utopia_handler.store.models import ACTIVE_STATES
+
+    store = Store(url)
     deadline = time.monotonic() + timeout
     done = 0
-    while time.monotonic() < deadline:
-        connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-        try:
-            done = connection.execute(
-                "SELECT count(*) FROM orders WHERE state NOT IN ('received', 'in_progress')"
-            ).fetchone()[0]
-            pending = connection.execute(
-                "SELECT count(*) FROM notifications WHERE state = 'pending'"
-            ).fetchone()[0]
-        except sqlite3.OperationalError:
-            done, pending = 0, 1
-        finally:
-            connection.close()
-        if done >= orders and pending == 0:
-            return int(done)
-        time.sleep(0.05)
-    return int(done)
+    try:
+        while time.monotonic() < deadline:
+            try:
+                with store.read() as session:
+                    counts = queries.count_orders_by_state(session)
+                    finished = queries.all_work_finished(session)
+            except OperationalError:  # the service has not made its tables yet
+                counts, finished = {}, False
+            done = sum(n for state, n in counts.items() if state not in ACTIVE_STATES)
+            if done >= orders and finished:
+                return done
+            time.sleep(0.05)
+        return done
+    finally:
+        store.close()
 
 
 # Report ------------------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
@@ -18,12 +19,18 @@ from utopia_handler.emulators import Emulators, start_emulators
 from utopia_handler.runtime import Runtime, build_runtime
 from utopia_handler.server import ServiceHandle
 from utopia_handler.settings import Settings, load_settings
+from utopia_handler.store import queries
 from utopia_handler.store.models import Order
 from utopia_handler.timeutil import utcnow
 from utopia_handler.worker import Worker
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED_FIXTURES = REPO.parent / "shared" / "fixtures"
+# Captured-shape payloads with made-up people: tests/fixtures/README.md.
+FIXTURES = REPO / "tests" / "fixtures"
+
+# All a child process (`python -m utopia_handler ...`) inherits besides its settings: enough to
+# find programs and the same code as the tests (PYTHONPATH, when ./run or a person set it).
+CHILD_ENV_KEYS = ("PATH", "HOME", "LANG", "SYSTEMROOT", "PYTHONPATH")
 
 CALLBACK_TOKEN = "test-callback-token-5f1c9a7e"
 SECRET_KEY = "test-secret-key-0b7d2e94c1a8f366"
@@ -132,8 +139,19 @@ def post_callback(
     return httpx.post(f"{url}/api-callback", params=params, json=body, timeout=10, **kwargs)
 
 
+def load_fixture(name: str) -> Any:
+    """The decoded JSON of a payload fixture such as "utopia/contractlookup__signed_250.json"."""
+    return json.loads((FIXTURES / name).read_text(encoding="utf-8"))
+
+
 def new_order(order_ref: str) -> dict[str, str]:
     return {"event": "Project Update", "orderref": order_ref, "msg": "Project New Order"}
+
+
+def settled(runtime: Runtime) -> bool:
+    """No order received or in progress and no e-mail pending: the product's own query."""
+    with runtime.store.read() as session:
+        return queries.all_work_finished(session)
 
 
 def wait_for(condition: Callable[[], bool], timeout: float = 15.0) -> None:

@@ -8,8 +8,8 @@ from sqlalchemy import select
 from tests.conftest import ManualClock, load_order, queue_order
 from utopia_handler import actions
 from utopia_handler.actions import ActionRefused
-from utopia_handler.app import Runtime
 from utopia_handler.emulators import Emulators
+from utopia_handler.runtime import Runtime
 from utopia_handler.store.console_models import AuditEntry
 from utopia_handler.store.models import Notification, OrderState, Step
 from utopia_handler.worker import Worker

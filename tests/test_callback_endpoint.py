@@ -8,7 +8,7 @@ import httpx
 import pytest
 from sqlalchemy import func, select, text
 
-from tests.conftest import CALLBACK_TOKEN, new_order, post_callback
+from tests.conftest import CALLBACK_TOKEN, load_fixture, new_order, post_callback
 from utopia_handler.runtime import Runtime
 from utopia_handler.server import ServiceHandle
 from utopia_handler.store.models import Callback, Notification, Order
@@ -114,6 +114,23 @@ def test_an_answer_of_200_means_the_callback_is_committed(web: ServiceHandle) ->
     with web.runtime.store.engine.connect() as connection:
         rows = connection.execute(text("SELECT order_ref, msg, outcome FROM callbacks")).all()
     assert [tuple(r) for r in rows] == [(ORDER, "Project New Order", "queued")]
+
+
+@pytest.mark.parametrize(
+    ("name", "outcome"),
+    [
+        ("callback__project_new_order", "queued"),
+        ("callback__test", "test_queued"),
+        ("callback__unlisted_event", "not_handled"),
+    ],
+)
+def test_captured_callbacks_are_answered_with_what_was_done(
+    web: ServiceHandle, name: str, outcome: str
+) -> None:
+    body = load_fixture(f"utopia/{name}.json")
+    answer = post_callback(web.url, body)
+    assert answer.status_code == 200
+    assert answer.json() == {"status": outcome, "orderref": body["orderref"]}
 
 
 def test_store_that_cannot_take_the_callback_answers_503(web: ServiceHandle) -> None:

@@ -22,9 +22,9 @@ from sqlalchemy import inspect, select
 
 from tests.conftest import load_order, queue_order, wait_for
 from utopia_handler import lifecycle
-from utopia_handler.app import Runtime
 from utopia_handler.emulators import Emulators
 from utopia_handler.process_identity import ProcessIdentity, is_gone, this_process
+from utopia_handler.runtime import Runtime
 from utopia_handler.store import leases, queries
 from utopia_handler.store.db import alembic_config
 from utopia_handler.store.models import (

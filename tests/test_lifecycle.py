@@ -13,9 +13,9 @@ from sqlalchemy.orm import Session
 
 from tests.conftest import load_order, queue_order
 from utopia_handler import lifecycle
-from utopia_handler.app import Runtime
 from utopia_handler.clients.errors import RejectedError, RetryableError
 from utopia_handler.lifecycle import ActionRefused, RetryPolicy, StepOutcome
+from utopia_handler.runtime import Runtime
 from utopia_handler.store import queries
 from utopia_handler.store.models import (
     AttemptOutcome,

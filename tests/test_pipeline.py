@@ -7,19 +7,26 @@ from concurrent.futures import ThreadPoolExecutor
 
 from sqlalchemy import func, select
 
-from tests.conftest import load_order, new_order, post_callback, wait_for
+from tests.conftest import (
+    ManualClock,
+    load_order,
+    new_order,
+    post_callback,
+    queue_order,
+    settled,
+    wait_for,
+)
 from utopia_handler.emulators import Emulators
 from utopia_handler.runtime import Runtime
 from utopia_handler.server import ServiceHandle
 from utopia_handler.store.models import (
-    ACTIVE_STATES,
     Callback,
     Notification,
     NotificationKind,
-    NotificationState,
     Order,
     OrderState,
 )
+from utopia_handler.worker import Worker
 
 PLAIN = "UIA202611-004217"
 UNIT = "UIA202611-004218"
@@ -27,19 +34,6 @@ UNMAPPED = "UIA202611-004219"
 EXISTING = "UIA202611-004220"
 PO_BOX = "UIA202611-004221"
 UNKNOWN = "UIA202611-999999"
-
-
-def settled(runtime: Runtime) -> bool:
-    with runtime.store.read() as session:
-        active = session.scalar(
-            select(func.count()).select_from(Order).where(Order.state.in_(ACTIVE_STATES))
-        )
-        pending = session.scalar(
-            select(func.count())
-            .select_from(Notification)
-            .where(Notification.state == NotificationState.PENDING)
-        )
-    return active == 0 and pending == 0
 
 
 def customers_with_site(emulators: Emulators, site_id: str) -> list[dict[str, object]]:
@@ -182,3 +176,18 @@ def test_test_callback_sends_one_test_email_and_unlisted_msgs_are_listed(
         assert session.scalar(select(func.count()).select_from(Order)) == 0
     assert [c.outcome for c in stored] == ["test_queued", "repeat", "not_handled"]
     assert json.loads(stored[2].body)["msg"] == "Project Install Scheduled"
+
+
+def test_work_is_finished_only_when_no_order_is_active_and_no_email_waits(
+    runtime: Runtime, worker: Worker, emulators: Emulators, clock: ManualClock
+) -> None:
+    assert settled(runtime)
+    queue_order(runtime, PLAIN)
+    assert not settled(runtime)
+    emulators.smtp.faults.add("DATA", "fail", count=1)  # the e-mail waits for its next try
+    worker.run_until_idle()
+    assert load_order(runtime, PLAIN).state == OrderState.DONE
+    assert not settled(runtime)
+    clock.advance(600)
+    worker.run_until_idle()
+    assert settled(runtime)

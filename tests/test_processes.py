@@ -18,7 +18,14 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import CALLBACK_TOKEN, SECRET_KEY, new_order, post_callback, wait_for
+from tests.conftest import (
+    CALLBACK_TOKEN,
+    CHILD_ENV_KEYS,
+    SECRET_KEY,
+    new_order,
+    post_callback,
+    wait_for,
+)
 from utopia_handler.emulators import Emulators
 from utopia_handler.emulators.seed import make_order
 
@@ -30,10 +37,7 @@ def free_port() -> int:
 
 
 def command_env(base_env: dict[str, str], **extra: str) -> dict[str, str]:
-    # PYTHONPATH: the children run the code under test, also from a checkout other than the
-    # one installed in the virtual environment.
-    names = ("PATH", "HOME", "LANG", "SYSTEMROOT", "PYTHONPATH")
-    keep = {k: v for k, v in os.environ.items() if k in names}
+    keep = {k: v for k, v in os.environ.items() if k in CHILD_ENV_KEYS}
     return {**keep, **base_env, **extra}
 
 
@@ -272,7 +276,7 @@ def test_orders_commands_show_and_retry(
 
 
 def test_demo_runs_and_reports_every_order(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG")}
+    env = {k: v for k, v in os.environ.items() if k in CHILD_ENV_KEYS}
     result = run_cli(["demo", "--once", "--port", "0"], env, tmp_path, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
     out = result.stdout
@@ -315,7 +319,7 @@ def test_sqlite_runs_in_wal_mode_with_full_sync(runtime: object) -> None:
 
 def test_emulate_command_serves_the_stand_ins(tmp_path: Path) -> None:
     ports = [free_port() for _ in range(3)]
-    env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG")}
+    env = {k: v for k, v in os.environ.items() if k in CHILD_ENV_KEYS}
     process = subprocess.Popen(
         [
             sys.executable,

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import SHARED_FIXTURES
+from tests.conftest import load_fixture
 from utopia_handler.addresses import (
     STATE_CODES,
     normalise_name,
@@ -24,8 +23,7 @@ FIFTY_STATES = 50
 
 
 def fixture_contract(name: str, order_ref: str = "UIA202611-000100"):  # type: ignore[no-untyped-def]
-    payload = json.loads((SHARED_FIXTURES / "utopia" / f"contractlookup__{name}.json").read_text())
-    return parse_contract(order_ref, payload)
+    return parse_contract(order_ref, load_fixture(f"utopia/contractlookup__{name}.json"))
 
 
 LEGACY = ProvisioningSettings(
@@ -114,25 +112,27 @@ def test_skip_policy_still_holds_an_order_with_no_plan_at_all() -> None:
 
 
 def test_new_customer_fields_follow_the_reference() -> None:
-    contract = fixture_contract("signed_1g_unit", "UIA202611-004218")
+    contract = fixture_contract("signed_1g_unit", "UIA202612-007352")
     settings = ProvisioningSettings(
         plans=LEGACY.plans,
         portal=PortalPolicy(
             username="email", password="shared", shared_password=Secret("Sh4red-Portal")
         ),
     )
-    customer = build_new_customer("UIA202611-004218", contract, settings)
-    assert customer.state == "MT"
-    assert customer.street == "220 W MAIN ST UNIT 4B"
-    assert customer.phone_numbers == ("4065550199",)
-    assert customer.ext_account_id == "318002"
-    assert customer.portal_username == "mj.oneill@example.org"
+    customer = build_new_customer("UIA202612-007352", contract, settings)
+    assert customer.state == "ID"
+    assert customer.street == "95 E BROADWAY ST APT 12C"
+    assert (customer.city, customer.zip) == ("Idaho Falls", "83402")  # service, not billing
+    assert (customer.first_name, customer.last_name) == ("Zoë Anaïs", "D'Amato-Núñez")
+    assert customer.phone_numbers == ("2085550126",)
+    assert customer.ext_account_id == "402753"
+    assert customer.portal_username == "zoe.damato@example.org"
     assert customer.portal_password == "Sh4red-Portal"
     assert (
         customer.notes
-        == "UTOPIA order UIA202611-004218; site id 318002; terms agreed 2026-11-19 09:05:10"
+        == "UTOPIA order UIA202612-007352; site id 402753; terms agreed 2026-12-08 17:30:44"
     )
-    assert "María" not in repr(customer) and "Sh4red" not in repr(customer)
+    assert "Zoë" not in repr(customer) and "Sh4red" not in repr(customer)
 
 
 def test_random_portal_passwords_differ_and_missing_terms_are_said() -> None:
@@ -147,7 +147,7 @@ def test_random_portal_passwords_differ_and_missing_terms_are_said() -> None:
         and second.portal_password
         and first.portal_password != second.portal_password
     )
-    assert first.portal_username == "99120"  # no e-mail: the site id
+    assert first.portal_username == "77341"  # no e-mail: the site id
     assert "terms agreed not given" in first.notes
 
 

@@ -12,9 +12,9 @@ import logging
 import pytest
 
 from tests.conftest import ManualClock, load_order, queue_order
-from utopia_handler.app import Runtime
 from utopia_handler.emulators import Emulators
 from utopia_handler.provisioning import OrderView, Provisioner, StepResult
+from utopia_handler.runtime import Runtime
 from utopia_handler.store.models import AttemptOutcome, OrderState, Step, StepAttempt
 from utopia_handler.worker import Worker
 

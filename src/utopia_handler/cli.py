@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import os
 import sys
 from collections.abc import Callable
@@ -30,6 +31,15 @@ def _settings(ctx: click.Context, *, require_runtime: bool = True) -> Settings:
     except SettingsError as problem:
         click.echo(f"configuration error: {problem}", err=True)
         sys.exit(2)
+
+
+def cli_actor() -> str:
+    """How the audit log names whoever acts with this command: `cli:<OS user name>`."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):  # no name for this uid (a bare container)
+        user = f"uid {os.getuid()}"
+    return f"cli:{user}"
 
 
 @click.group()
@@ -277,32 +287,87 @@ def orders_show(ctx: click.Context, order_ref: str) -> None:
     store.close()
 
 
+def _act_on_order(ctx: click.Context, act: Callable[[Session, str], str]) -> None:
+    """Run one action from `utopia_handler.actions` in one transaction, as `cli:<user>`.
+
+    Prints what was done, or the refusal on standard error with exit code 1.
+    """
+    from utopia_handler.actions import ActionRefused
+    from utopia_handler.store.db import Store
+
+    store = Store(_settings(ctx.find_root(), require_runtime=False).database_url)
+    try:
+        with store.write() as session:
+            click.echo(act(session, cli_actor()))
+    except ActionRefused as refusal:
+        click.echo(str(refusal), err=True)
+        sys.exit(1)
+    finally:
+        store.close()
+
+
 @orders.command("retry")
 @click.argument("order_ref")
 @click.option("--from-step", type=click.Choice([s.value for s in Step if s != Step.FINISHED]))
 @click.pass_context
 def orders_retry(ctx: click.Context, order_ref: str, from_step: str | None) -> None:
     """Queue an order again (after fixing what it waited for)."""
-    from utopia_handler.actions import ActionRefused, retry_order
-    from utopia_handler.store.db import Store
+    from utopia_handler.actions import retry_order
     from utopia_handler.timeutil import utcnow
 
-    store = Store(_settings(ctx.find_root(), require_runtime=False).database_url)
-    try:
-        with store.write() as session:
-            order = retry_order(
-                session,
-                order_ref,
-                utcnow(),
-                Step(from_step) if from_step else None,
-                actor=CLI_ACTOR,
-            )
-            click.echo(f"{order.order_ref} queued again at step {order.step.value}")
-    except ActionRefused as refusal:
-        click.echo(str(refusal), err=True)
-        sys.exit(1)
-    finally:
-        store.close()
+    def act(session: Session, actor: str) -> str:
+        step = Step(from_step) if from_step else None
+        order = retry_order(session, order_ref, utcnow(), step, actor=actor)
+        return f"{order.order_ref} queued again at step {order.step.value}"
+
+    _act_on_order(ctx, act)
+
+
+@orders.command("resolve")
+@click.argument("order_ref")
+@click.option("--note", required=True, help="What was done by hand (kept in the audit log).")
+@click.pass_context
+def orders_resolve(ctx: click.Context, order_ref: str, note: str) -> None:
+    """Mark an order resolved: a person completed it by hand (in PowerCode)."""
+    from utopia_handler.actions import resolve_order
+    from utopia_handler.timeutil import utcnow
+
+    def act(session: Session, actor: str) -> str:
+        order = resolve_order(session, order_ref, note, utcnow(), actor=actor)
+        return f"{order.order_ref} marked resolved"
+
+    _act_on_order(ctx, act)
+
+
+@orders.command("ignore")
+@click.argument("order_ref")
+@click.option("--note", required=True, help="Why nothing is to be done (kept in the audit log).")
+@click.pass_context
+def orders_ignore(ctx: click.Context, order_ref: str, note: str) -> None:
+    """Stop work on an order nothing is to be done for (a retry later goes on where it stopped)."""
+    from utopia_handler.actions import ignore_order
+    from utopia_handler.timeutil import utcnow
+
+    def act(session: Session, actor: str) -> str:
+        order = ignore_order(session, order_ref, note, utcnow(), actor=actor)
+        return f"{order.order_ref} ignored; nothing more is done unless someone retries it"
+
+    _act_on_order(ctx, act)
+
+
+@orders.command("resend-email")
+@click.argument("order_ref")
+@click.pass_context
+def orders_resend_email(ctx: click.Context, order_ref: str) -> None:
+    """Queue the order's latest staff e-mail again."""
+    from utopia_handler.actions import resend_notification
+    from utopia_handler.timeutil import utcnow
+
+    def act(session: Session, actor: str) -> str:
+        kind = resend_notification(session, order_ref, utcnow(), actor=actor)
+        return f"the {kind} e-mail for {order_ref} is queued again"
+
+    _act_on_order(ctx, act)
 
 
 @orders.command("site-decision")
@@ -312,36 +377,20 @@ def orders_retry(ctx: click.Context, order_ref: str, from_step: str | None) -> N
 @click.pass_context
 def orders_site_decision(ctx: click.Context, order_ref: str, decision: str, note: str) -> None:
     """Say who lives at a waiting order's site: a new customer there, or the same person."""
-    from utopia_handler.actions import ActionRefused, decide_site
-    from utopia_handler.store.db import Store
+    from utopia_handler.actions import decide_site
     from utopia_handler.store.models import SiteDecision
     from utopia_handler.timeutil import utcnow
 
-    store = Store(_settings(ctx.find_root(), require_runtime=False).database_url)
-    try:
-        with store.write() as session:
-            order = decide_site(
-                session,
-                order_ref,
-                SiteDecision(decision.replace("-", "_")),
-                note,
-                utcnow(),
-                actor=CLI_ACTOR,
-            )
-            click.echo(
-                f"{order.order_ref}: {decision} recorded; queued again at {order.step.value}"
-            )
-    except ActionRefused as refusal:
-        click.echo(str(refusal), err=True)
-        sys.exit(1)
-    finally:
-        store.close()
+    def act(session: Session, actor: str) -> str:
+        answer = SiteDecision(decision.replace("-", "_"))
+        order = decide_site(session, order_ref, answer, note, utcnow(), actor=actor)
+        return f"{order.order_ref}: {decision} recorded; queued again at {order.step.value}"
+
+    _act_on_order(ctx, act)
 
 
 # Console users -----------------------------------------------------------------------------------
 
-# How the audit log names actions taken with this command.
-CLI_ACTOR = "command line"
 ROLE_CHOICE = click.Choice(["viewer", "operator", "admin"])
 
 
@@ -396,7 +445,7 @@ def users_add(ctx: click.Context, name: str, role: str) -> None:
     password = _read_password()
 
     def change(session: Session) -> str:
-        user = add_user(session, name, password, Role(role), utcnow(), actor=CLI_ACTOR)
+        user = add_user(session, name, password, Role(role), utcnow(), actor=cli_actor())
         return f"user {user.name} added as {user.role.value}"
 
     _change_user(ctx, change)
@@ -430,7 +479,7 @@ def users_disable(ctx: click.Context, name: str) -> None:
     _change_user(
         ctx,
         lambda session: (
-            f"user {set_disabled(session, name, True, utcnow(), actor=CLI_ACTOR).name} "
+            f"user {set_disabled(session, name, True, utcnow(), actor=cli_actor()).name} "
             "disabled; their sessions have ended"
         ),
     )
@@ -447,7 +496,7 @@ def users_enable(ctx: click.Context, name: str) -> None:
     _change_user(
         ctx,
         lambda session: (
-            f"user {set_disabled(session, name, False, utcnow(), actor=CLI_ACTOR).name} enabled"
+            f"user {set_disabled(session, name, False, utcnow(), actor=cli_actor()).name} enabled"
         ),
     )
 
@@ -465,7 +514,7 @@ def users_set_role(ctx: click.Context, name: str, role: str) -> None:
     _change_user(
         ctx,
         lambda session: (
-            f"user {set_role(session, name, Role(role), utcnow(), actor=CLI_ACTOR).name} is now "
+            f"user {set_role(session, name, Role(role), utcnow(), actor=cli_actor()).name} is now "
             f"{role}; their sessions have ended"
         ),
     )
@@ -483,7 +532,7 @@ def users_set_password(ctx: click.Context, name: str) -> None:
     _change_user(
         ctx,
         lambda session: (
-            f"password of {set_password(session, name, password, utcnow(), actor=CLI_ACTOR).name}"
+            f"password of {set_password(session, name, password, utcnow(), actor=cli_actor()).name}"
             " changed; their sessions have ended"
         ),
     )
@@ -518,7 +567,7 @@ def emulate(powercode_port: int, utopia_port: int, smtp_port: int, latency: floa
 @click.option("--port", default=5050, show_default=True, help="Port for the service (0: any free).")
 def demo(once: bool, port: int) -> None:
     """Start the stand-ins and the service on SQLite, send sample orders, report what happened."""
-    from utopia_handler.demo import run_demo
+    from utopia_handler.harness.demo import run_demo
 
     sys.exit(run_demo(stay_up=not once, port=port))
 
@@ -541,7 +590,7 @@ def chaos(
 
     Exits 1 unless no order was lost and no customer or service was created twice.
     """
-    from utopia_handler.chaos import ChaosOptions, run_chaos
+    from utopia_handler.harness.chaos import ChaosOptions, run_chaos
 
     options = ChaosOptions(
         orders=orders,

@@ -9,6 +9,7 @@ from dataclasses import replace
 import httpx
 import pytest
 
+from tests.conftest import load_fixture
 from utopia_handler.clients.errors import OutsideError, RejectedError, RetryableError
 from utopia_handler.clients.powercode import (
     CustomerMatch,
@@ -20,7 +21,7 @@ from utopia_handler.clients.powercode import (
 )
 from utopia_handler.emulators.powercode import PowerCodeEmulator
 
-from ._shared import FAST, PC_KEY, closed_port, load_fixture
+from ._shared import FAST, PC_KEY, closed_port
 
 AVERY = NewCustomer(
     first_name="Avery",
@@ -477,20 +478,39 @@ def test_fixture_replies_are_read_with_their_casing() -> None:
         return httpx.Response(200, json=load_fixture(f"powercode/{name}.json"))
 
     with mocked(httpx.MockTransport(answer)) as client:
-        customer = client.find_customer_by_site("204817")
-        assert customer is not None and customer.customer_id == 10517
-        assert client.search_customers("Avery")[0].customer_id == 10482
-        assert client.create_customer(AVERY).customer_id == 10517
-        assert client.list_service_ids(10517) == [163, 172]
-        ticket = NewTicket(10517, "s", "d", 54, 21, 1, "Sales", 4, True)
-        assert client.create_ticket(ticket) == "15"
+        customer = client.find_customer_by_site("517264")
+        assert customer is not None and customer.customer_id == 20931
+        assert (customer.last_name, customer.street) == ("Abernathy", "2718 N JUNIPER RIDGE RD")
+        assert client.search_customers("Jonah Abernathy") == [
+            CustomerMatch(20877, "Jonah Abernathy", "2718 N Juniper Ridge Rd", "Lehi")
+        ]
+        assert client.create_customer(AVERY).customer_id == 20931
+        assert client.list_service_ids(20931) == [164, 172]
+        ticket = NewTicket(20931, "s", "d", 54, 21, 1, "Sales", 4, True)
+        assert client.create_ticket(ticket) == "27"
+
+
+def test_fixture_refusals_keep_their_code_and_text() -> None:
+    geocode = load_fixture("powercode/createCustomer__geocode_failed.json")
+    with mocked(reply_with(geocode)) as client, pytest.raises(GeocodeFailed) as caught:
+        client.create_customer(AVERY)
+    assert caught.value.message == (
+        "createCustomer refused: statusCode 23 (Could not geocode the physical address)"
+    )
+
+    bad_key = load_fixture("powercode/error__bad_key.json")
+    with mocked(reply_with(bad_key)) as client, pytest.raises(RejectedError) as refused:
+        client.search_customers("Jonah Abernathy")
+    assert refused.value.code == 1
+    assert refused.value.message == "searchCustomers refused: statusCode 1 (API key is not valid)"
+    assert_clean(refused.value)
 
 
 def test_a_customer_with_another_site_id_is_never_taken_for_ours() -> None:
-    body = load_fixture("powercode/readCustomer__by_ext.json")  # extAccountID 204817
+    body = load_fixture("powercode/readCustomer__by_ext.json")  # extAccountID 517264
 
     with mocked(reply_with(body)) as client, pytest.raises(RejectedError) as caught:
-        client.find_customer_by_site("318002")
+        client.find_customer_by_site("402753")
 
     assert caught.value.message.startswith("readCustomer ignored extAccountID")
 

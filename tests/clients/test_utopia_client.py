@@ -8,15 +8,16 @@ import logging
 import httpx
 import pytest
 
+from tests.conftest import load_fixture
 from utopia_handler.clients.errors import OutsideError, RejectedError, RetryableError
 from utopia_handler.clients.utopia import NotOurOrder, UtopiaClient
 from utopia_handler.emulators.utopia import UtopiaEmulator
 
-from ._shared import FAST, UTOPIA_KEY, closed_port, load_fixture
+from ._shared import FAST, UTOPIA_KEY, closed_port
 from .test_utopia_parse import SIGNED_250
 
-REF = "UIA202611-004217"
-PRIVATE = ("Avery", "Lindqvist", "avery.lindqvist@example.net", "CANYON VIEW", "8015550142")
+REF = "UIA202612-007351"  # Jonah Abernathy, tests/fixtures/utopia/contractlookup__signed_250.json
+PRIVATE = ("Jonah", "Abernathy", "jonah.abernathy@example.com", "JUNIPER RIDGE", "8015550163")
 
 
 @pytest.fixture
@@ -49,7 +50,7 @@ def test_lookup_logs_one_line_without_key_or_body(
     lines = [r.getMessage() for r in caplog.records if r.name == "utopia_handler.clients.utopia"]
     assert len(lines) == 1
     assert "contractlookup" in lines[0] and "status=200" in lines[0] and "elapsed_ms=" in lines[0]
-    assert UTOPIA_KEY not in lines[0] and "Lindqvist" not in lines[0]
+    assert UTOPIA_KEY not in lines[0] and "Abernathy" not in lines[0]
 
 
 def test_order_of_another_isp_is_not_our_order(
@@ -244,6 +245,20 @@ def test_a_200_that_is_no_contract_is_rejected(status: int, body: bytes) -> None
         client.lookup_contract(REF)
 
     assert not isinstance(caught.value, NotOurOrder)
+
+
+def test_authentication_failed_reply_is_rejected_and_never_retried() -> None:
+    body = load_fixture("utopia/auth__failed.json")
+    transport = httpx.MockTransport(lambda request: httpx.Response(401, json=body))
+
+    with mocked(transport) as client, pytest.raises(RejectedError) as caught:
+        client.lookup_contract(REF)
+
+    assert not isinstance(caught.value, (NotOurOrder, RetryableError))
+    assert (caught.value.code, caught.value.message) == (
+        401,
+        "authentication failed: check UTOPIA_API_KEY",
+    )
 
 
 def test_not_our_order_whatever_the_status() -> None:

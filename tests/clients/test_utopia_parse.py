@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from tests.conftest import load_fixture
 from utopia_handler.clients.errors import RejectedError
 from utopia_handler.clients.utopia import (
     Contract,
@@ -16,19 +17,18 @@ from utopia_handler.clients.utopia import (
     parse_contract,
 )
 
-from ._shared import load_fixture
-
+# tests/fixtures/utopia/contractlookup__signed_250.json, read for order UIA202612-007351.
 SIGNED_250 = Contract(
-    order_ref="UIA202611-004217",
+    order_ref="UIA202612-007351",
     status="Signed",
-    site_id="204817",
-    customer=Person("Avery", "Lindqvist", "avery.lindqvist@example.net", "8015550142"),
-    service_address=PostalAddress("1432 S CANYON VIEW DR", "", "Orem", "Utah", "84058"),
+    site_id="517264",
+    customer=Person("Jonah", "Abernathy", "jonah.abernathy@example.com", "8015550163"),
+    service_address=PostalAddress("2718 N JUNIPER RIDGE RD", "", "Lehi", "Utah", "84043"),
     billing_address=PostalAddress(
-        "1432 S CANYON VIEW DR", "", "Orem", "Utah", "84058", "Avery Lindqvist", "8015550142"
+        "2718 N JUNIPER RIDGE RD", "", "Lehi", "Utah", "84043", "Jonah Abernathy", "8015550163"
     ),
     items=(OrderItem("250 Mbps", "mrc", "1", "259"),),
-    terms_agreed_at="2026-11-03 14:22:51",
+    terms_agreed_at="2026-12-01 10:47:05",
     contract_download="Ready",
     promo="",
     order_source="webcustomer",
@@ -38,7 +38,7 @@ SIGNED_250 = Contract(
 def test_signed_order_becomes_a_typed_contract() -> None:
     payload = load_fixture("utopia/contractlookup__signed_250.json")
 
-    assert parse_contract("UIA202611-004217", payload) == SIGNED_250
+    assert parse_contract("UIA202612-007351", payload) == SIGNED_250
 
 
 def test_unit_billing_address_accents_and_second_item_are_kept() -> None:
@@ -47,20 +47,20 @@ def test_unit_billing_address_accents_and_second_item_are_kept() -> None:
     contract = parse_contract("UIA202611-000777", payload)
 
     assert contract.customer == Person(
-        "María José", "O'Neill-Ramírez", "mj.oneill@example.org", "4065550199"
+        "Zoë Anaïs", "D'Amato-Núñez", "zoe.damato@example.org", "2085550126"
     )
     assert contract.service_address == PostalAddress(
-        "220 W MAIN ST", "UNIT 4B", "Bozeman", "Montana", "59715"
+        "95 E BROADWAY ST", "APT 12C", "Idaho Falls", "Idaho", "83402"
     )
     assert contract.billing_address == PostalAddress(
-        "PO BOX 1187", "", "Belgrade", "Montana", "59714", "Maria Oneill", "4065550199"
+        "PO BOX 2203", "", "Ammon", "Idaho", "83406", "Zoe Damato", "2085550126"
     )
     assert contract.items == (
         OrderItem("1 Gbps", "mrc", "1", "261"),
         OrderItem("Installation", "nrc", "1", "12"),
     )
-    assert (contract.site_id, contract.promo) == ("318002", "FALL26")
-    assert contract.terms_agreed_at == "2026-11-19 09:05:10"
+    assert (contract.site_id, contract.promo) == ("402753", "WINTER27")
+    assert contract.terms_agreed_at == "2026-12-08 17:30:44"
 
 
 def test_older_order_without_terms_or_email() -> None:
@@ -69,7 +69,8 @@ def test_older_order_without_terms_or_email() -> None:
     contract = parse_contract("UIA202611-000123", payload)
 
     assert contract.terms_agreed_at is None
-    assert contract.customer.email == ""
+    assert (contract.customer.last_name, contract.customer.email) == ("Okafor", "")
+    assert contract.site_id == "77341"
     assert contract.contract_download == "Pending"
     assert [item.description for item in contract.items] == ["2 Gbps"]
 
@@ -161,7 +162,7 @@ def test_customer_data_containing_the_word_error_is_not_a_failure() -> None:
     ],
 )
 def test_json_round_trip_through_the_database_form(name: str) -> None:
-    contract = parse_contract("UIA202611-004217", load_fixture(name))
+    contract = parse_contract("UIA202612-007351", load_fixture(name))
 
     stored = json.loads(json.dumps(contract.to_json()))
 
@@ -172,21 +173,21 @@ def test_database_form_uses_our_names_and_plain_json_types() -> None:
     data = SIGNED_250.to_json()
 
     assert data["customer"] == {
-        "first_name": "Avery",
-        "last_name": "Lindqvist",
-        "email": "avery.lindqvist@example.net",
-        "phone": "8015550142",
+        "first_name": "Jonah",
+        "last_name": "Abernathy",
+        "email": "jonah.abernathy@example.com",
+        "phone": "8015550163",
     }
     assert data["items"] == [
         {"description": "250 Mbps", "charge_type": "mrc", "quantity": "1", "product_id": "259"}
     ]
-    assert data["terms_agreed_at"] == "2026-11-03 14:22:51"
-    assert data["site_id"] == "204817"
+    assert data["terms_agreed_at"] == "2026-12-01 10:47:05"
+    assert data["site_id"] == "517264"
 
 
 def test_contract_repr_shows_no_personal_data() -> None:
     text = repr(SIGNED_250)
 
-    assert "UIA202611-004217" in text
-    for private in ("Avery", "Lindqvist", "avery.lindqvist@example.net", "CANYON", "8015550142"):
+    assert "UIA202612-007351" in text
+    for private in ("Jonah", "Abernathy", "jonah.abernathy@example.com", "JUNIPER", "8015550163"):
         assert private not in text

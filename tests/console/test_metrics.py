@@ -9,8 +9,7 @@ from alembic import command
 from flask.testing import FlaskClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import new_order, post_callback, wait_for
-from tests.test_pipeline import settled
+from tests.conftest import new_order, post_callback, settled, wait_for
 from utopia_handler.app import create_app
 from utopia_handler.emulators import Emulators
 from utopia_handler.runtime import Runtime, build_runtime

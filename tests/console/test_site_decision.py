@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from tests.conftest import load_order, queue_order
 from tests.console.conftest import post_form
-from utopia_handler.cli import cli
+from utopia_handler.cli import cli, cli_actor
 from utopia_handler.emulators import Emulators
 from utopia_handler.runtime import Runtime
 from utopia_handler.store.console_models import AuditEntry, Role
@@ -184,4 +184,4 @@ def test_the_command_line_records_the_same_decisions(
     assert len(_customers_at_site(emulators)) == 2
     with console_runtime.store.read() as session:
         entry = session.scalars(select(AuditEntry).where(AuditEntry.order_ref == PLAIN)).one()
-    assert (entry.actor, entry.action) == ("command line", "site_new_customer")
+    assert (entry.actor, entry.action) == (cli_actor(), "site_new_customer")

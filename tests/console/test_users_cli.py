@@ -10,7 +10,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from tests.console.conftest import log_in
-from utopia_handler.cli import cli
+from utopia_handler.cli import cli, cli_actor
 from utopia_handler.store.console_models import Role
 
 
@@ -88,4 +88,4 @@ def test_user_changes_from_the_command_line_are_in_the_audit_log(
 ) -> None:
     run("users", "add", "lee", "--role", "viewer", stdin="long-enough-pass\n")
     page = client_as(Role.VIEWER).get("/audit").get_data(as_text=True)
-    assert "command line" in page and "lee as viewer" in page
+    assert cli_actor() in page and "lee as viewer" in page

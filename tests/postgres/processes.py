@@ -16,7 +16,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.conftest import wait_for
+from tests.conftest import CHILD_ENV_KEYS, wait_for
 
 
 def free_port() -> int:
@@ -27,10 +27,7 @@ def free_port() -> int:
 
 def command_env(base_env: dict[str, str], **extra: str) -> dict[str, str]:
     """The settings as a child process's whole environment (nothing else leaks in)."""
-    # PYTHONPATH: the children run the code under test, also from a checkout other than the
-    # one installed in the virtual environment.
-    names = ("PATH", "HOME", "LANG", "SYSTEMROOT", "PYTHONPATH")
-    keep = {k: v for k, v in os.environ.items() if k in names}
+    keep = {k: v for k, v in os.environ.items() if k in CHILD_ENV_KEYS}
     return {**keep, **base_env, **extra}
 
 

@@ -27,6 +27,8 @@ from tests.conftest import CALLBACK_TOKEN, new_order, wait_for
 from tests.postgres.processes import Child, ProcessGroup, WebChild, command_env
 from utopia_handler.emulators import Emulators, start_emulators
 from utopia_handler.emulators.seed import make_order
+from utopia_handler.store import queries
+from utopia_handler.store.db import Store
 from utopia_handler.timeutil import utcnow
 
 ORDERS = 200
@@ -71,11 +73,13 @@ class Database:
         return int(self.rows(query, *params)[0][0])
 
     def settled(self) -> bool:
-        active = self.count(
-            "SELECT count(*) FROM orders WHERE state IN ('received', 'in_progress')"
-        )
-        mail = self.count("SELECT count(*) FROM notifications WHERE state = 'pending'")
-        return active == 0 and mail == 0
+        """Nothing left to do, asked the way the product asks (queries.all_work_finished)."""
+        store = Store(self.url)
+        try:
+            with store.read() as session:
+                return queries.all_work_finished(session)
+        finally:
+            store.close()
 
     def leased(self, order_ref: str) -> bool:
         query = "SELECT count(*) FROM orders WHERE order_ref = %s AND lease_owner IS NOT NULL"

@@ -17,6 +17,7 @@ import logging
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -53,13 +54,21 @@ class _Recorder(logging.Handler):
             self.handleError(record)
 
 
-def fixture_personal_data(shared_fixtures: Path) -> set[str]:
-    """Names, e-mails, phones and street lines of every made-up customer the tests use."""
+def _fixture(path: Path) -> dict[str, Any]:
+    data = json.loads(path.read_text(encoding="utf-8"))
+    return data if isinstance(data, dict) else {}
+
+
+def fixture_personal_data(fixtures: Path) -> set[str]:
+    """Names, e-mails, phones and street lines of every made-up customer the tests use.
+
+    `fixtures` is the payload folder (tests/fixtures): its UTOPIA contracts and the PowerCode
+    customer records in its replies, beside the stand-ins' demo orders and customers.
+    """
     people: list[dict[str, str]] = []
     addresses: list[str] = []
     contracts = list(DEMO_ORDERS.values())
-    for path in sorted((shared_fixtures / "utopia").glob("contractlookup__*.json")):
-        contracts.append(json.loads(path.read_text(encoding="utf-8")))
+    contracts += [_fixture(p) for p in sorted(fixtures.glob("utopia/contractlookup__*.json"))]
     for contract in contracts:
         people.append(contract.get("customer") or {})
         for block in ("address", "billingaddress"):
@@ -68,6 +77,11 @@ def fixture_personal_data(shared_fixtures: Path) -> set[str]:
     for person in people:
         first, last = person.get("firstname", ""), person.get("lastname", "")
         values.update((last, f"{first} {last}", person.get("email", ""), person.get("phone", "")))
+    for reply in [_fixture(p) for p in sorted(fixtures.glob("powercode/*.json"))]:
+        records = [reply.get("customer") or {}, *(reply.get("customers") or [])]
+        for record in records:
+            for key in ("companyName", "CompanyName", "lastName", "physicalStreet", "Address1"):
+                values.add(str(record.get(key, "")))
     for customer in EXISTING_CUSTOMERS:
         values.update((f"{customer['first_name']} {customer['last_name']}", customer["street"]))
         values.add(customer.get("email", ""))
@@ -91,9 +105,9 @@ def _database_text(path: Path) -> str:
         connection.close()
 
 
-def find_leaks(log_lines: list[str], folder: Path, shared_fixtures: Path) -> list[str]:
+def find_leaks(log_lines: list[str], folder: Path, fixtures: Path) -> list[str]:
     """Every secret or personal value found where it must not be, as one line each."""
-    personal = fixture_personal_data(shared_fixtures)
+    personal = fixture_personal_data(fixtures)
     logs = {"log records": "\n".join(log_lines)}
     for pattern in ("*.log", "*.out"):
         for path in folder.rglob(pattern):
@@ -125,7 +139,7 @@ def _attach(recorder: _Recorder) -> None:
 @pytest.fixture(scope="session", autouse=True)
 def watch_session_privacy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[_Recorder]:
     """Record the session's product logs; at the end, fail if a secret or personal data leaked."""
-    from tests.conftest import CALLBACK_TOKEN, SECRET_KEY, SHARED_FIXTURES
+    from tests.conftest import CALLBACK_TOKEN, FIXTURES, SECRET_KEY
     from tests.test_privacy import PORTAL_PASSWORD
 
     watch_secret(CALLBACK_TOKEN, SECRET_KEY, PORTAL_PASSWORD, "pc-demo-key", "utopia-demo-key")
@@ -140,7 +154,7 @@ def watch_session_privacy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     finally:
         for logger in (logging.getLogger(), product):
             logger.removeHandler(recorder)
-    leaks = find_leaks(recorder.lines, tmp_path_factory.getbasetemp(), SHARED_FIXTURES)
+    leaks = find_leaks(recorder.lines, tmp_path_factory.getbasetemp(), FIXTURES)
     assert not leaks, "secrets or personal data leaked:\n" + "\n".join(leaks[:50])
 
 

@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from utopia_handler.chaos import ChaosOptions, ChaosReport, run_chaos
+from tests.conftest import CHILD_ENV_KEYS
 from utopia_handler.emulators.seed import make_order
+from utopia_handler.harness.chaos import ChaosOptions, ChaosReport, run_chaos
 
 SEED = 20261127
 ORDERS = 40
@@ -93,7 +94,7 @@ def test_the_service_logs_of_the_run_hold_no_personal_data(report: ChaosReport) 
 
 @pytest.mark.timeout(120)
 def test_the_chaos_command_prints_the_figures_and_exits_0(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG")}
+    env = {k: v for k, v in os.environ.items() if k in CHILD_ENV_KEYS}
     arguments = ["--orders", "4", "--kills", "1", "--seed", "3", "--duration", "100"]
     result = subprocess.run(
         [sys.executable, "-m", "utopia_handler", "chaos", *arguments],

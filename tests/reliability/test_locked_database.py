@@ -12,8 +12,8 @@ import pytest
 from sqlalchemy import func, select
 
 from tests.conftest import ManualClock, load_order, new_order, post_callback, queue_order, wait_for
-from utopia_handler.chaos import hold_database_lock
 from utopia_handler.emulators import Emulators
+from utopia_handler.harness.chaos import hold_database_lock
 from utopia_handler.runtime import Runtime
 from utopia_handler.server import ServiceHandle
 from utopia_handler.store.models import Callback, Order, OrderState

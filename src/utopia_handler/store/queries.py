@@ -371,3 +371,10 @@ def count_orders_by_state(session: Session) -> dict[OrderState, int]:
     """How many orders are in each state."""
     rows = session.execute(select(Order.state, func.count()).group_by(Order.state)).all()
     return {state: count for state, count in rows}
+
+
+def all_work_finished(session: Session) -> bool:
+    """Whether nothing is left to do: no order received or in progress, no e-mail pending."""
+    active = select(Order.id).where(Order.state.in_(ACTIVE_STATES))
+    pending = select(Notification.id).where(Notification.state == NotificationState.PENDING)
+    return not session.scalar(select(or_(active.exists(), pending.exists())))

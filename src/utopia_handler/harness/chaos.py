@@ -47,6 +47,7 @@ from utopia_handler.emulators import Emulators, start_emulators
 from utopia_handler.emulators.faults import FaultPlan
 from utopia_handler.emulators.seed import make_order
 from utopia_handler.notify.messages import MESSAGE_ID_DOMAIN
+from utopia_handler.store import queries
 from utopia_handler.store.db import Store
 from utopia_handler.store.db import database_url as sqlalchemy_url
 from utopia_handler.store.models import (
@@ -66,6 +67,8 @@ _READ_TIMEOUT = 1.5
 _POWERCODE_READS = ("searchCustomers", "readCustomer", "readCustomerService", "uapi:tags:GET")
 _POWERCODE_WRITES = ("createCustomer", "addCustomerService", "createTicket", "uapi:tags:POST")
 _UTOPIA_CALLS = ("contractlookup", "contractdownload")
+# All a `serve` child inherits: enough to find programs and this very code, no settings.
+_CHILD_ENV_KEYS = ("PATH", "HOME", "LANG", "SYSTEMROOT", "PYTHONPATH")
 
 
 @dataclass(frozen=True)
@@ -263,10 +266,7 @@ def service_environment(
     emulators: Emulators, workdir: Path, database_url: str | None, token: str
 ) -> dict[str, str]:
     """The child's settings: the stand-ins, short leases and retries, quick timeouts."""
-    # PYTHONPATH: the service runs the same code as this runner, also from a checkout other than
-    # the one installed.
-    names = ("PATH", "HOME", "LANG", "SYSTEMROOT", "PYTHONPATH")
-    keep = {k: v for k, v in os.environ.items() if k in names}
+    keep = {k: v for k, v in os.environ.items() if k in _CHILD_ENV_KEYS}
     env = {
         **keep,
         **emulators.env(),
@@ -662,16 +662,8 @@ def _wait_until_settled(database_url: str, deadline: float) -> bool:
     try:
         while time.monotonic() < deadline:
             with store.read() as session:
-                active = session.scalar(
-                    select(func.count()).select_from(Order).where(Order.state.in_(ACTIVE_STATES))
-                )
-                pending = session.scalar(
-                    select(func.count())
-                    .select_from(Notification)
-                    .where(Notification.state == NotificationState.PENDING)
-                )
-            if not active and not pending:
-                return True
+                if queries.all_work_finished(session):
+                    return True
             time.sleep(0.3)
         return False
     finally:

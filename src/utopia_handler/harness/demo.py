@@ -17,18 +17,18 @@ from pathlib import Path
 
 import click
 import httpx
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from utopia_handler import accounts
-from utopia_handler.app import Runtime, build_runtime
 from utopia_handler.emulators import Emulators, start_emulators
 from utopia_handler.logs import setup_logging
 from utopia_handler.report import order_story, test_emails
+from utopia_handler.runtime import Runtime, build_runtime
 from utopia_handler.server import ServiceHandle
 from utopia_handler.settings import load_settings
 from utopia_handler.store import queries
 from utopia_handler.store.console_models import Role
-from utopia_handler.store.models import ACTIVE_STATES, Notification, NotificationState, Order
+from utopia_handler.store.models import Order
 from utopia_handler.timeutil import utcnow
 
 PLAIN_ORDER = "UIA202611-004217"
@@ -107,16 +107,8 @@ def wait_until_settled(handle: ServiceHandle, timeout: float) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         with handle.runtime.store.read() as session:
-            active = session.scalar(
-                select(func.count()).select_from(Order).where(Order.state.in_(ACTIVE_STATES))
-            )
-            pending = session.scalar(
-                select(func.count())
-                .select_from(Notification)
-                .where(Notification.state == NotificationState.PENDING)
-            )
-        if not active and not pending:
-            return True
+            if queries.all_work_finished(session):
+                return True
         time.sleep(0.2)
     return False
 
