@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from tests.conftest import load_fixture
 from tests.contracts.recorder import WireRequest, base_url, json_answer, recording_server
 from utopia_handler.clients import utopia_orders
 from utopia_handler.clients.errors import RejectedError, RetryableError
@@ -28,7 +29,7 @@ from utopia_handler.clients.utopia_orders import (
 )
 from utopia_handler.emulators.utopia import ORDER_LIST_SHAPES, UtopiaEmulator
 
-from ._shared import FAST, UTOPIA_KEY, load_fixture
+from ._shared import FAST, UTOPIA_KEY
 
 REF_A = "UIA202611-004217"
 REF_B = "UIA202611-004218"
