@@ -56,13 +56,13 @@ def test_a_bare_list_of_refs() -> None:
 
 def test_a_list_of_objects_with_status_and_site() -> None:
     payload = [
-        {"orderref": REF_A, "status": "Signed", "siteid": "204817"},
+        {"orderref": REF_A, "status": "Signed", "siteid": "517264"},
         {"orderref": REF_B, "status": "Pending", "siteid": 318002},
         {"orderref": REF_C, "status": "Cancelled", "siteid": 99120.0},
     ]
 
     assert find_listed_orders(payload) == [
-        ListedOrder(REF_A, "Signed", "204817"),
+        ListedOrder(REF_A, "Signed", "517264"),
         ListedOrder(REF_B, "Pending", "318002"),
         ListedOrder(REF_C, "Cancelled", "99120"),
     ]
@@ -72,25 +72,25 @@ def test_orders_nested_in_wrappers() -> None:
     payload = {
         "status": "success",
         "count": 2,
-        "data": {"orders": [{"orderref": REF_A, "status": "Signed", "siteid": "204817"}]},
+        "data": {"orders": [{"orderref": REF_A, "status": "Signed", "siteid": "517264"}]},
         "meta": {"page": 1, "more": [{"order": {"ref": REF_B, "orderstatus": "Installed"}}]},
     }
 
     assert find_listed_orders(payload) == [
-        ListedOrder(REF_A, "Signed", "204817"),
+        ListedOrder(REF_A, "Signed", "517264"),
         ListedOrder(REF_B, "Installed", ""),
     ]
 
 
 def test_an_object_keyed_by_refs() -> None:
     payload = {
-        REF_A: {"status": "Signed", "siteid": "204817"},
+        REF_A: {"status": "Signed", "siteid": "517264"},
         REF_B.lower(): "Pending",
         REF_C: {"status": "Signed", "orderref": REF_C, "site": "99120"},
     }
 
     assert find_listed_orders(payload) == [
-        ListedOrder(REF_A, "Signed", "204817"),
+        ListedOrder(REF_A, "Signed", "517264"),
         ListedOrder(REF_B, "Pending", ""),
         ListedOrder(REF_C, "Signed", "99120"),
     ]
@@ -108,7 +108,7 @@ def test_an_object_keyed_by_one_ref_naming_another_lists_both() -> None:
 
 def test_php_lists_sent_as_objects() -> None:
     payload = {
-        "0": {"orderref": REF_A, "status": "Signed", "siteid": "204817"},
+        "0": {"orderref": REF_A, "status": "Signed", "siteid": "517264"},
         "1": {"orderref": REF_B, "status": "Signed", "siteid": "318002"},
         "2": {"items": {"0": REF_C}},
     }
@@ -131,9 +131,9 @@ def test_php_lists_sent_as_objects() -> None:
     ],
 )
 def test_keys_in_any_casing_or_spelling(ref_key: str, status_key: str, site_key: str) -> None:
-    payload = [{ref_key: REF_A, status_key: "Signed", site_key: "204817"}]
+    payload = [{ref_key: REF_A, status_key: "Signed", site_key: "517264"}]
 
-    assert find_listed_orders(payload) == [ListedOrder(REF_A, "Signed", "204817")]
+    assert find_listed_orders(payload) == [ListedOrder(REF_A, "Signed", "517264")]
 
 
 def test_status_is_preferred_over_state_and_site_may_sit_in_the_address() -> None:
@@ -142,11 +142,11 @@ def test_status_is_preferred_over_state_and_site_may_sit_in_the_address() -> Non
             "orderref": REF_A,
             "state": "Utah",
             "status": "Signed",
-            "address": {"siteid": "204817", "state": "Utah"},
+            "address": {"siteid": "517264", "state": "Utah"},
         }
     ]
 
-    assert find_listed_orders(payload) == [ListedOrder(REF_A, "Signed", "204817")]
+    assert find_listed_orders(payload) == [ListedOrder(REF_A, "Signed", "517264")]
 
 
 def test_a_list_of_whole_contracts_gives_refs_statuses_and_sites_only() -> None:
@@ -155,7 +155,7 @@ def test_a_list_of_whole_contracts_gives_refs_statuses_and_sites_only() -> None:
 
     [order] = find_listed_orders(payload)
 
-    assert order == ListedOrder(REF_A, "Signed", "204817")
+    assert order == ListedOrder(REF_A, "Signed", "517264")
     assert "Lindqvist" not in repr(order)
 
 
@@ -183,7 +183,7 @@ def test_duplicates_keep_the_first_and_fill_in_what_it_lacked() -> None:
     payload = {
         "new": [REF_B, {"orderref": REF_A, "status": "Signed"}],
         "all": [
-            {"orderref": REF_A, "status": "Installed", "siteid": "204817"},
+            {"orderref": REF_A, "status": "Installed", "siteid": "517264"},
             {"orderref": REF_B.lower(), "status": "Pending", "siteid": "318002"},
             {"orderref": REF_A},
         ],
@@ -191,7 +191,7 @@ def test_duplicates_keep_the_first_and_fill_in_what_it_lacked() -> None:
 
     assert find_listed_orders(payload) == [
         ListedOrder(REF_B, "Pending", "318002"),
-        ListedOrder(REF_A, "Signed", "204817"),
+        ListedOrder(REF_A, "Signed", "517264"),
     ]
 
 
@@ -372,7 +372,7 @@ def listing(utopia_emulator: UtopiaEmulator) -> UtopiaEmulator:
 
 
 EXPECTED = (
-    ListedOrder(REF_A, "Signed", "204817"),
+    ListedOrder(REF_A, "Signed", "517264"),
     ListedOrder(REF_B, "Cancelled", "318002"),
     ListedOrder(REF_C, "Signed", "99120"),
 )
@@ -402,7 +402,7 @@ def test_filters_reach_the_stand_in(
 
     cancelled = utopia.list_orders(status="Cancelled")
     by_site = utopia.list_orders(site_id="99120")
-    by_ref = utopia.list_orders(order_ref=REF_A, status="Signed", site_id="204817")
+    by_ref = utopia.list_orders(order_ref=REF_A, status="Signed", site_id="517264")
 
     assert [o.order_ref for o in cancelled.orders] == [REF_B]
     assert [o.order_ref for o in by_site.orders] == [REF_C]
@@ -503,7 +503,7 @@ def test_the_request_carries_only_the_key_when_no_filter_is_given(recorder: Any)
 
 def test_the_request_carries_key_network_and_every_filter_given(recorder: Any) -> None:
     with client_for(recorder, network="BOZEMAN") as client:
-        client.list_orders(status=" Signed ", site_id="204817", order_ref=REF_A)
+        client.list_orders(status=" Signed ", site_id="517264", order_ref=REF_A)
         client.list_orders(status="", site_id="  ", order_ref=None)
 
     assert [r.json() for r in recorder.requests] == [
@@ -511,7 +511,7 @@ def test_the_request_carries_key_network_and_every_filter_given(recorder: Any) -
             "apikey": UTOPIA_KEY,
             "network": "BOZEMAN",
             "status": "Signed",
-            "siteid": "204817",
+            "siteid": "517264",
             "orderref": REF_A,
         },
         {"apikey": UTOPIA_KEY, "network": "BOZEMAN"},
