@@ -28,6 +28,7 @@ from utopia_handler.store.models import (
     StepAttempt,
 )
 from utopia_handler.timeutil import utcnow
+from utopia_handler.worker import Worker
 
 REF = "UIA202611-004217"
 NOW = utcnow()
@@ -352,3 +353,53 @@ def test_a_corrected_contract_is_refused_once_a_customer_exists(
             )
         )
     assert load_order(runtime, REF).customer_id == 10517
+
+
+def test_a_recorded_order_is_known_but_not_worked_on(runtime: Runtime, worker: Worker) -> None:
+    with runtime.store.write() as session:
+        lifecycle.record_known_order(session, "UIA202611-000001", "listed before installation", NOW)
+    worker.run_until_idle()
+
+    order = load_order(runtime, "UIA202611-000001")
+    assert (order.state, order.reason) == (OrderState.RECORDED, "listed before installation")
+    assert attempts(runtime) == []
+
+
+def test_a_new_order_message_provisions_a_recorded_order_once(
+    runtime: Runtime, worker: Worker
+) -> None:
+    with runtime.store.write() as session:
+        lifecycle.record_known_order(session, REF, "listed before installation", NOW)
+    outcomes = []
+    for _ in range(2):
+        with runtime.store.write() as session:
+            outcomes.append(
+                queries.record_callback(
+                    session,
+                    order_ref=REF,
+                    msg="Project New Order",
+                    event="Project Update",
+                    body="{}",
+                    remote_addr="127.0.0.1",
+                    now=utcnow(),
+                )
+            )
+    worker.run_until_idle()
+
+    assert [o.value for o in outcomes] == ["queued", "repeat"]
+    assert load_order(runtime, REF).state == OrderState.DONE
+
+
+def test_a_person_provisions_a_recorded_order_and_only_that(runtime: Runtime, change: Any) -> None:
+    with pytest.raises(ActionRefused, match="not recorded"):
+        change(lambda s, o: lifecycle.provision_recorded(o, NOW))
+    change(lambda s, o: setattr(o, "state", OrderState.RECORDED))
+
+    change(lambda s, o: lifecycle.provision_recorded(o, NOW))
+
+    order = load_order(runtime, REF)
+    assert (order.state, order.step, order.next_attempt_at) == (
+        OrderState.RECEIVED,
+        Step.LOOKUP_CONTRACT,
+        NOW,
+    )

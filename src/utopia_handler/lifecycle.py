@@ -1,5 +1,6 @@
 """An order's life: every change of its state and step happens here, in the caller's transaction.
 
+    recorded --a new-order message or a person--> received
     received --worker--> in_progress --steps finish--> done | duplicate | not_ours
                               |  ^ retry later (a fault outside)
                               v  |
@@ -109,6 +110,53 @@ def release_lease(order: Order) -> None:
     """Give the order's lease back, in the caller's transaction (a kill after it leaves none)."""
     order.lease_owner = None
     order.lease_expires_at = None
+
+
+# Orders known but not provisioned --------------------------------------------------------------
+
+
+def record_known_order(
+    session: Session, order_ref: str, reason: str, now: datetime, *, site_id: str | None = None
+) -> Order:
+    """The order UTOPIA told us of, recorded but not provisioned; an existing order is kept as is.
+
+    For reconciliation's baseline (orders listed before installation) and for messages about an
+    order no new-order message has come for. `reason` says why it is not provisioned.
+    """
+    order = queries.find_order(session, order_ref)
+    if order is not None:
+        return order
+    order = Order(
+        order_ref=order_ref,
+        state=OrderState.RECORDED,
+        step=Step.LOOKUP_CONTRACT,
+        created_at=now,
+        updated_at=now,
+        next_attempt_at=now,
+        run=1,
+        step_attempts=0,
+        customer_created=False,
+        resolved_by_hand=False,
+        site_id=site_id or None,
+        reason=reason,
+    )
+    session.add(order)
+    session.flush()
+    return order
+
+
+def provision_recorded(order: Order, now: datetime) -> None:
+    """A recorded order is provisioned after all, through the same steps a callback starts."""
+    if order.state != OrderState.RECORDED:
+        raise ActionRefused(
+            f"order {order.order_ref} is {order.state.value}, not recorded: it is provisioned "
+            "already or was decided otherwise"
+        )
+    order.state = OrderState.RECEIVED
+    order.step = Step.LOOKUP_CONTRACT
+    order.reason = None
+    order.next_attempt_at = now
+    order.updated_at = now
 
 
 # What the worker records ------------------------------------------------------------------------

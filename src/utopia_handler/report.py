@@ -16,6 +16,7 @@ STATE_WORDS = {
     OrderState.DUPLICATE: "duplicate customer (existed before this order)",
     OrderState.NOT_OURS: "not ours (UTOPIA has no record for this ISP)",
     OrderState.IGNORED: "ignored by a person",
+    OrderState.RECORDED: "recorded, not provisioned",
 }
 
 

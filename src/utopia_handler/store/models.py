@@ -26,6 +26,9 @@ class OrderState(enum.StrEnum):
     DUPLICATE = "duplicate"  # the customer existed in PowerCode before this order
     NOT_OURS = "not_ours"  # UTOPIA says the order is not this ISP's
     IGNORED = "ignored"  # a person decided nothing is to be done
+    # Known from UTOPIA but not provisioned: listed before installation (reconciliation's
+    # baseline), or only other messages so far. A new-order message or a person provisions it.
+    RECORDED = "recorded"
 
 
 ACTIVE_STATES = (OrderState.RECEIVED, OrderState.IN_PROGRESS)

@@ -107,7 +107,8 @@ def record_callback(
             order_id, outcome = inserted, CallbackOutcome.QUEUED
         else:
             order_id = session.scalar(select(Order.id).where(Order.order_ref == order_ref))
-            outcome = CallbackOutcome.REPEAT
+            queued = _queue_recorded_order(session, order_ref, now)
+            outcome = CallbackOutcome.QUEUED if queued else CallbackOutcome.REPEAT
     elif kind == TEST_MSG:
         window = int(now.timestamp() // TEST_REPEAT_WINDOW.total_seconds())
         digest = hashlib.sha256(f"{order_ref}|{event}".encode()).hexdigest()[:16]
@@ -149,6 +150,26 @@ def record_callback(
         )
     )
     return outcome
+
+
+def _queue_recorded_order(session: Session, order_ref: str, now: datetime) -> bool:
+    """A new-order message for an order only recorded so far: it is provisioned now.
+
+    The lifecycle's "recorded -> received" change (lifecycle.provision_recorded), written here
+    as one conditional statement because it runs on the callback's path.
+    """
+    result = session.execute(
+        update(Order)
+        .where(Order.order_ref == order_ref, Order.state == OrderState.RECORDED)
+        .values(
+            state=OrderState.RECEIVED,
+            step=Step.LOOKUP_CONTRACT,
+            reason=None,
+            next_attempt_at=now,
+            updated_at=now,
+        )
+    )
+    return bool(getattr(result, "rowcount", 0))
 
 
 # Claiming and leases -----------------------------------------------------------------------------

@@ -53,6 +53,7 @@ STATE_WORDS = {
     OrderState.DUPLICATE: "duplicate",
     OrderState.NOT_OURS: "not ours",
     OrderState.IGNORED: "ignored",
+    OrderState.RECORDED: "recorded, not provisioned",
 }
 STATE_HELP = {
     OrderState.RECEIVED: "stored, not started yet",
@@ -62,6 +63,8 @@ STATE_HELP = {
     OrderState.DUPLICATE: "the customer existed in PowerCode before this order",
     OrderState.NOT_OURS: "UTOPIA has no record of this order for this ISP",
     OrderState.IGNORED: "a person decided nothing is to be done",
+    OrderState.RECORDED: "known from UTOPIA but not provisioned (listed before installation, or "
+    "no new-order message yet); a person may provision it",
 }
 STEP_WORDS = {
     Step.LOOKUP_CONTRACT: "Look up the contract at UTOPIA",
