@@ -56,7 +56,7 @@ def test_an_unrecognised_not_found_holds_orders_until_probed_then_they_flow(
     assert probed.output.rstrip().endswith("PowerCode probe recorded")
     # Read-only: it asked, and wrote nothing to PowerCode.
     actions = [dict(r.form).get("action") for r in powercode.requests[before:]]
-    assert actions == ["readCustomer", "readCustomer", "readCustomerService"]
+    assert actions == ["searchCustomers", "readCustomer", "readCustomer", "readCustomerService"]
     with runtime.store.read() as session:
         learned = config_store.learned_replies(session)
     assert learned.customer_not_found == EmptyReply(11, "Invalid customer")
@@ -124,3 +124,15 @@ def test_probe_customer_needs_live(run: Callable[..., Result]) -> None:
     answer = run("check-config", "--probe-customer", "5")
     assert answer.exit_code == 2
     assert "--probe-customer needs --live" in answer.output
+
+
+def test_a_refused_key_is_never_learned_as_not_found(
+    run: Callable[..., Result], runtime: Runtime, emulators: Emulators, base_env: dict[str, str]
+) -> None:
+    wrong = {**base_env, "PC_API_KEY": "not-the-right-key-123"}
+    probed = CliRunner().invoke(cli, ["check-config", "--live"], env=wrong, obj={})
+
+    assert probed.exit_code == 1
+    assert "searchCustomers refused: statusCode 1 (Invalid API key)" in probed.output
+    with runtime.store.read() as session:
+        assert config_store.learned_replies(session) == config_store.NOTHING_LEARNED

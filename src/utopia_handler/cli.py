@@ -116,6 +116,31 @@ def check_config(ctx: click.Context, lenient: bool, live: bool, probe_customer: 
         sys.exit(2)
 
 
+@cli.command()
+@click.option("--send-test", is_flag=True, help="Also send one test e-mail to EMAIL_RECIPIENTS.")
+@click.pass_context
+def doctor(ctx: click.Context, send_test: bool) -> None:
+    """Check the real connections (database, PowerCode, UTOPIA, mail, clock); changes nothing."""
+    from utopia_handler.doctor import run_checks
+
+    config: Path | None = ctx.obj.get("config")
+    env_file: Path | None = ctx.obj.get("env_file")
+    try:
+        settings = load_settings(os.environ, config_path=config, dotenv_path=env_file)
+    except SettingsError as problem:
+        click.echo(f"FAIL settings: {problem}")
+        sys.exit(1)
+    click.echo("ok   settings: valid")
+    checks = run_checks(settings, send_test_email=send_test)
+    for check in checks:
+        click.echo(check.line())
+    failed = [c.name for c in checks if not c.ok]
+    if failed:
+        click.echo(f"{len(failed)} check(s) failed: {', '.join(failed)}")
+        sys.exit(1)
+    click.echo("all checks passed")
+
+
 def _probe_live(settings: Settings, customer_id: int | None) -> None:
     from utopia_handler.clients.errors import OutsideError
     from utopia_handler.probe import probe_powercode

@@ -133,7 +133,7 @@ def test_the_probe_writes_nothing(emulator: PowerCodeEmulator) -> None:
     with client_for(emulator) as client:
         client.probe_replies(customer_id)
     actions = [dict(r.form).get("action") for r in emulator.requests]
-    assert actions == ["readCustomer", "readCustomer", "readCustomerService"]
+    assert actions == ["searchCustomers", "readCustomer", "readCustomer", "readCustomerService"]
     assert emulator.service_adds == [] and emulator.tickets == {}
 
 

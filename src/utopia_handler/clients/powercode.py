@@ -59,6 +59,9 @@ _NOT_FOUND = re.compile(
 _NO_SERVICES = re.compile(
     r"no\s+(customer\s+)?services?|no\s+(matching\s+)?records?|none\s+found", re.IGNORECASE
 )
+# A search that finds nobody in any real installation: the doctor and the probe use it to see
+# that PowerCode accepts the key, changing nothing.
+PROBE_SEARCH = "zz utopia-handler connection check"
 # What the probe puts for the value it looked up and the field it looked it up by, so a message
 # that echoes them ("No customer matches extAccountID 9123") matches any other look-up.
 VALUE_MARK = "{value}"
@@ -462,6 +465,9 @@ class PowerCodeClient(ClientBase):
         services. Nothing is written to PowerCode.
         """
         findings: list[str] = []
+        # First a call whose success is on record (searchCustomers answers statusCode 0): with a
+        # wrong key or a refused address, the refusal below would be learned as "not found".
+        self.search_customers(PROBE_SEARCH)
         site_id = "9" + "".join(secrets.choice("0123456789") for _ in range(14))
         reply = self._call("readCustomer", {"extAccountID": site_id})
         if reply.refused:

@@ -11,6 +11,7 @@ import json
 import logging
 import socket
 import socketserver
+import ssl
 import sys
 import threading
 import time
@@ -82,6 +83,15 @@ class _Server(ThreadingHTTPServer):
         self._conn_lock = threading.Lock()
         super().__init__(address, _Handler)
 
+    def get_request(self) -> tuple[socket.socket, Any]:
+        conn, address = super().get_request()
+        tls = self.emulator.tls
+        if tls is not None:
+            # The handshake happens in the handler thread, on the first read, so a client that
+            # refuses the certificate only ends its own connection.
+            conn = tls.wrap_socket(conn, server_side=True, do_handshake_on_connect=False)
+        return conn, address
+
     def server_bind(self) -> None:
         # HTTPServer.server_bind does a reverse DNS lookup (getfqdn) that can stall for seconds.
         socketserver.TCPServer.server_bind(self)
@@ -106,7 +116,7 @@ class _Server(ThreadingHTTPServer):
     def handle_error(self, request: Any, client_address: Any) -> None:
         """A client that hung up (killed, timed out) is normal here; anything else is printed."""
         error = sys.exc_info()[1]
-        if isinstance(error, ConnectionError):
+        if isinstance(error, ConnectionError | ssl.SSLError):
             logger.debug("%s emulator: client %s went away", self.emulator.name, client_address)
             return
         super().handle_error(request, client_address)
@@ -240,8 +250,12 @@ class HttpEmulator:
         {"latency", "fail", "timeout", "drop_before", "drop_after_apply", "outage"}
     )
 
-    def __init__(self, *, host: str, port: int, latency: float) -> None:
+    def __init__(
+        self, *, host: str, port: int, latency: float, tls: ssl.SSLContext | None = None
+    ) -> None:
         self.host = host
+        # A server-side TLS context: the stand-in then answers https:// (a self-signed PowerCode).
+        self.tls = tls
         self.port = port
         self.latency = latency
         self.faults = FaultPlan(self.fault_kinds)
@@ -301,10 +315,11 @@ class HttpEmulator:
 
     @property
     def base_url(self) -> str:
-        """``http://HOST:PORT`` of the running server."""
+        """``http://HOST:PORT`` (``https://`` with TLS) of the running server."""
         if self._server is None:
             raise RuntimeError(f"{self.name} emulator is not running")
-        return f"http://{self.host}:{self.port}"
+        scheme = "https" if self.tls is not None else "http"
+        return f"{scheme}://{self.host}:{self.port}"
 
     # -- request handling ------------------------------------------------------------------
 

@@ -7,6 +7,7 @@ import hmac
 import json
 import logging
 import re
+import ssl
 import types
 import urllib.parse
 from collections.abc import Callable, Iterable, Mapping
@@ -243,8 +244,9 @@ class PowerCodeEmulator(HttpEmulator):
         create_warning: tuple[int, str] | None = None,
         required_customer_fields: Iterable[str] = PRODUCTION_CUSTOMER_FIELDS,
         required_ticket_fields: Iterable[str] = PRODUCTION_TICKET_FIELDS,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
-        super().__init__(host=host, port=port, latency=latency)
+        super().__init__(host=host, port=port, latency=latency, tls=tls)
         self.api_key = api_key
         self.services: dict[int, ServiceDef] = dict(
             DEFAULT_SERVICES if services is None else services

@@ -112,6 +112,37 @@ class SmtpSender:
                 (time.perf_counter() - started) * 1000,
             )
 
+    def check(self) -> str:
+        """Connect, greet, STARTTLS and log in as a delivery would, send nothing; what it saw.
+
+        Raises RetryableError or RejectedError like `send`.
+        """
+        if not self._host:
+            raise RejectedError(SERVICE, "no SMTP server is configured")
+        try:
+            smtp = self._connect()
+        except smtplib.SMTPException as exc:
+            raise self._error(exc, sent=False) from None
+        except OSError as exc:
+            raise RetryableError(
+                SERVICE,
+                f"connection to {self._host}:{self._port} failed: "
+                f"{clip(str(exc) or type(exc).__name__)}",
+            ) from None
+        try:
+            steps = ["connected", "EHLO"]
+            if self._security == "starttls":
+                steps.append("STARTTLS")
+            if self._security == "ssl":
+                steps[0] = "connected over TLS"
+            if self._username:
+                steps.append("login")
+            with contextlib.suppress(smtplib.SMTPException, OSError):
+                smtp.quit()
+            return ", ".join(steps)
+        finally:
+            smtp.close()
+
     def _connect(self) -> _TrackedSMTP:
         smtp: _TrackedSMTP
         if self._security == "ssl":

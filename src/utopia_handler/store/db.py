@@ -11,11 +11,14 @@ import sqlite3
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import cache
 from pathlib import Path
 from typing import Any
 
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
@@ -215,3 +218,19 @@ def _create_engine(url: str) -> Engine:
         connection.exec_driver_sql(options.get("sqlite_begin", "BEGIN IMMEDIATE"))
 
     return engine
+
+
+@cache
+def _script_heads(script_location: str) -> frozenset[str]:
+    config = alembic_config("sqlite://")
+    config.set_main_option("script_location", script_location)
+    return frozenset(ScriptDirectory.from_config(config).get_heads())
+
+
+def migration_status(store: Store) -> tuple[frozenset[str], frozenset[str]]:
+    """(revisions the database is at, newest revisions the code has)."""
+    location = alembic_config(store.url).get_main_option("script_location")
+    assert location is not None
+    with store.engine.connect() as connection:
+        current = frozenset(MigrationContext.configure(connection).get_current_heads())
+    return current, _script_heads(location)

@@ -14,10 +14,7 @@ import ipaddress
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-from functools import cache
 
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from flask import Blueprint, Response, current_app, jsonify, request
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.metrics_core import (
@@ -33,7 +30,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
 from utopia_handler.runtime import Runtime
-from utopia_handler.store.db import Store, alembic_config
+from utopia_handler.store.db import Store, migration_status
 from utopia_handler.store.models import (
     ACTIVE_STATES,
     AttemptOutcome,
@@ -264,22 +261,6 @@ def metrics() -> Response | tuple[Response, int]:
     except SQLAlchemyError:
         return jsonify({"error": "the store does not answer"}), 503
     return Response(body, mimetype=None, content_type=CONTENT_TYPE_LATEST)
-
-
-@cache
-def _script_heads(script_location: str) -> frozenset[str]:
-    config = alembic_config("sqlite://")
-    config.set_main_option("script_location", script_location)
-    return frozenset(ScriptDirectory.from_config(config).get_heads())
-
-
-def migration_status(store: Store) -> tuple[frozenset[str], frozenset[str]]:
-    """(revisions the database is at, newest revisions the code has)."""
-    location = alembic_config(store.url).get_main_option("script_location")
-    assert location is not None
-    with store.engine.connect() as connection:
-        current = frozenset(MigrationContext.configure(connection).get_current_heads())
-    return current, _script_heads(location)
 
 
 @bp.get("/readyz")

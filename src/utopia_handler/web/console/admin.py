@@ -14,6 +14,7 @@ from flask.typing import ResponseReturnValue
 
 from utopia_handler import accounts, config_store
 from utopia_handler.config_store import ConfigInvalid
+from utopia_handler.doctor import Check, run_checks
 from utopia_handler.settings import describe_settings
 from utopia_handler.store.console_models import ConfigKind, ConfigVersion, Role
 from utopia_handler.tickets import TemplateProblem
@@ -192,7 +193,7 @@ def template_save() -> ResponseReturnValue:
 
 @bp.get("/settings")
 @require(Role.ADMIN)
-def settings_page() -> ResponseReturnValue:
+def settings_page(checks: list[Check] | None = None) -> ResponseReturnValue:
     with runtime().store.read() as db:
         users = accounts.list_users(db)
         overridden = [kind for kind in ConfigKind if config_store.latest(db, kind) is not None]
@@ -201,4 +202,12 @@ def settings_page() -> ResponseReturnValue:
         lines=describe_settings(runtime().settings),
         users=users,
         overridden=overridden,
+        checks=checks,
     )
+
+
+@bp.post("/settings/checks")
+@require(Role.ADMIN)
+def settings_checks() -> ResponseReturnValue:
+    """The doctor's checks of the real connections, run now; the same as `utopia-handler doctor`."""
+    return settings_page(checks=run_checks(runtime().settings))
