@@ -342,3 +342,39 @@ def provision_by_hand(
         detail += f"; corrected: {', '.join(changed)}"
     audit.record(session, actor, "provision_by_hand", now, order_ref=ref, detail=detail)
     return order
+
+
+# Leaving shadow mode ------------------------------------------------------------------------------
+
+
+def provision_shadow_orders(
+    session: Session, order_refs: Sequence[str] | None, now: datetime, *, actor: str
+) -> list[str]:
+    """Provision for real the named orders seen in shadow mode, or all of them (None).
+
+    Orders a worker holds right now are passed over in the bulk form (the person may try again).
+    """
+    if order_refs is None:
+        orders = list(
+            session.scalars(select(Order).where(Order.shadow.is_(True)).order_by(Order.id))
+        )
+    else:
+        orders = [_find(session, ref) for ref in order_refs]
+    queued: list[str] = []
+    for order in orders:
+        try:
+            lifecycle.provision_for_real(order, now)
+        except ActionRefused:
+            if order_refs is not None:
+                raise
+            continue
+        audit.record(
+            session,
+            actor,
+            "provision_for_real",
+            now,
+            order_ref=order.order_ref,
+            detail="worked on in shadow mode; now provisioned for real from the contract lookup",
+        )
+        queued.append(order.order_ref)
+    return queued

@@ -331,6 +331,56 @@ def _act_on_order(ctx: click.Context, act: Callable[[Session, str], str]) -> Non
         store.close()
 
 
+@cli.group()
+def shadow() -> None:
+    """Shadow mode: what orders would have sent, and provisioning them for real."""
+
+
+@shadow.command("report")
+@click.pass_context
+def shadow_report(ctx: click.Context) -> None:
+    """Every order worked on in shadow mode and the writes recorded instead of sent."""
+    from sqlalchemy import select
+
+    from utopia_handler.report import STATE_WORDS
+    from utopia_handler.store import queries
+    from utopia_handler.store.db import Store
+    from utopia_handler.store.models import Order
+
+    store = Store(_settings(ctx.find_root(), require_runtime=False).database_url)
+    try:
+        with store.read() as session:
+            orders = session.scalars(select(Order).where(Order.shadow.is_(True)).order_by(Order.id))
+            for order in orders:
+                click.echo(f"{order.order_ref}  would have ended: {STATE_WORDS[order.state]}")
+                for write in queries.shadow_writes(session, order.id):
+                    fields = ", ".join(f"{k}={v}" for k, v in write.fields.items())
+                    click.echo(f"    {write.step or '-':<16} {write.action}: {fields}")
+    finally:
+        store.close()
+
+
+@shadow.command("provision")
+@click.argument("order_refs", nargs=-1)
+@click.option("--all", "everything", is_flag=True, help="Every order seen in shadow mode.")
+@click.pass_context
+def shadow_provision(ctx: click.Context, order_refs: tuple[str, ...], everything: bool) -> None:
+    """Provision orders seen in shadow mode for real (they wait while shadow mode is on)."""
+    from utopia_handler.actions import provision_shadow_orders
+    from utopia_handler.timeutil import utcnow
+
+    if everything == bool(order_refs):
+        click.echo("name the orders to provision, or --all (not both)", err=True)
+        sys.exit(2)
+
+    def act(session: Session, actor: str) -> str:
+        wanted = None if everything else list(order_refs)
+        queued = provision_shadow_orders(session, wanted, utcnow(), actor=actor)
+        return f"{len(queued)} order(s) queued to be provisioned for real: {', '.join(queued)}"
+
+    _act_on_order(ctx, act)
+
+
 @orders.command("retry")
 @click.argument("order_ref")
 @click.option("--from-step", type=click.Choice([s.value for s in Step if s != Step.FINISHED]))

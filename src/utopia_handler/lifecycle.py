@@ -159,6 +159,31 @@ def provision_recorded(order: Order, now: datetime) -> None:
     order.updated_at = now
 
 
+def provision_for_real(order: Order, now: datetime) -> None:
+    """An order worked on in shadow mode runs again from the start with real writes.
+
+    What shadow mode made up (customer and ticket ids, services, tags) goes; the contract is read
+    again. Only a worker outside shadow mode takes it up.
+    """
+    if not order.shadow:
+        raise ActionRefused(f"order {order.order_ref} was not worked on in shadow mode")
+    if is_leased(order, now):
+        raise ActionRefused(
+            f"order {order.order_ref} is being worked on right now; try again shortly"
+        )
+    order.shadow = False
+    order.customer_id = None
+    order.customer_created = False
+    order.services_added = None
+    order.ticket_id = None
+    order.tags_added = None
+    order.former_customer_id = None
+    order.former_customer_name = None
+    order.former_customer_status = None
+    order.site_decision = None
+    start_new_run(order, Step.LOOKUP_CONTRACT, now)
+
+
 # What the worker records ------------------------------------------------------------------------
 
 

@@ -18,8 +18,10 @@ from utopia_handler.notify.messages import EmailRenderer
 from utopia_handler.notify.smtp import SmtpSender
 from utopia_handler.provisioning import Provisioner
 from utopia_handler.settings import Settings
+from utopia_handler.shadow import ShadowPowerCodeClient, ShadowRecorder
 from utopia_handler.store.db import Store
 from utopia_handler.tickets import TicketRenderer
+from utopia_handler.timeutil import utcnow
 
 
 @dataclass
@@ -57,14 +59,27 @@ def build_runtime(settings: Settings) -> Runtime:
     # Plan mapping, always-added services, ticket template and PowerCode's learned replies, as
     # saved in the console or by `check-config --live`: read when needed, so all processes agree.
     stored = StoredSettings(store, settings.provisioning)
-    powercode = PowerCodeClient(
-        settings.powercode.api_url,
-        settings.powercode.uapi_url,
-        pc_key,
-        verify=settings.powercode.verify,
-        timeouts=settings.powercode.timeouts,
-        learned=stored.learned_replies,
-    )
+    powercode: PowerCodeClient
+    if settings.shadow_mode:
+        # Real reads; every write recorded in the database instead of sent (shadow.py).
+        powercode = ShadowPowerCodeClient(
+            settings.powercode.api_url,
+            settings.powercode.uapi_url,
+            pc_key,
+            ShadowRecorder(store, utcnow),
+            verify=settings.powercode.verify,
+            timeouts=settings.powercode.timeouts,
+            learned=stored.learned_replies,
+        )
+    else:
+        powercode = PowerCodeClient(
+            settings.powercode.api_url,
+            settings.powercode.uapi_url,
+            pc_key,
+            verify=settings.powercode.verify,
+            timeouts=settings.powercode.timeouts,
+            learned=stored.learned_replies,
+        )
     mail = settings.mail
     mailer = SmtpSender(
         mail.server,

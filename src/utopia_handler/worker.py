@@ -38,6 +38,7 @@ from utopia_handler.provisioning import (
     PlannedService,
     StepResult,
 )
+from utopia_handler.shadow import WorkContext, working_on
 from utopia_handler.store import leases, queries
 from utopia_handler.store.models import (
     ACTIVE_STATES,
@@ -169,7 +170,14 @@ class Worker:
                 )
             order_limit = limit - len(notification_ids)
             order_ids = (
-                queries.claim_due_orders(session, self.name, order_limit, now, self.lease)
+                queries.claim_due_orders(
+                    session,
+                    self.name,
+                    order_limit,
+                    now,
+                    self.lease,
+                    shadow=self.runtime.settings.shadow_mode,
+                )
                 if order_limit > 0
                 else []
             )
@@ -343,7 +351,9 @@ class Worker:
         attempt_number, order_ref = prepared.attempt_number, prepared.order_ref
         log_event(log, "step.start", order=order_ref, step=step.value, attempt=attempt_number)
         try:
-            result = self.runtime.provisioner.run(step, view)
+            # In shadow mode, writes recorded during the step belong to this order and attempt.
+            with working_on(WorkContext(order_id, step.value, attempt_id)):
+                result = self.runtime.provisioner.run(step, view)
         except Hold as hold:
             self._hold(order_id, attempt_id, AttemptOutcome.HELD, step, str(hold), hold)
             return None

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
@@ -25,6 +26,9 @@ if TYPE_CHECKING:
     from utopia_handler.runtime import Runtime
 
 log = logging.getLogger(__name__)
+
+SHADOW_SUBJECT_PREFIX = "[SHADOW] "
+SHADOW_NOBODY = "shadow mode: sent to nobody (SHADOW_EMAIL_RECIPIENTS is empty)"
 
 
 class Outbox:
@@ -54,9 +58,20 @@ class Outbox:
             kind, context, message_id = row.kind, dict(row.context), row.message_id
             order = session.get(Order, row.order_id) if row.order_id is not None else None
             facts = order_facts(order) if order is not None else None
+            shadow = order.shadow if order is not None else runtime.settings.shadow_mode
+        mail = runtime.settings.mail
+        if shadow:
+            # Shadow mode: staff see nothing, unless they named addresses for the trial.
+            mail = replace(mail, recipients=runtime.settings.shadow_email_recipients)
+            if not mail.recipients:
+                self.record(notification_id, skipped=SHADOW_NOBODY)
+                log_event(log, "mail.shadow_skipped", kind=kind.value)
+                return
         attachment, note = self._contract_attachment(kind, facts)
         rendered = runtime.emails.render(kind, facts, context, note)
-        message = compose(rendered, runtime.settings.mail, message_id, attachment)
+        if shadow:
+            rendered = replace(rendered, subject=f"{SHADOW_SUBJECT_PREFIX}{rendered.subject}")
+        message = compose(rendered, mail, message_id, attachment)
         try:
             runtime.mailer.send(message)
         except (RetryableError, RejectedError) as error:
@@ -104,8 +119,12 @@ class Outbox:
         *,
         error: OutsideError | None = None,
         attachment: str | None = None,
+        skipped: str | None = None,
     ) -> None:
-        """Record a delivery: sent, failed for good (a refusal, or past the deadline), or retry."""
+        """Record a delivery: sent, failed for good (a refusal, or past the deadline), or retry.
+
+        `skipped`: nothing was sent on purpose (shadow mode with nobody to send to); why.
+        """
         now = self.clock()
         with self.runtime.store.write() as session:
             row = queries.owned_notification(session, notification_id, self.owner)
@@ -116,7 +135,7 @@ class Outbox:
                 row.state = NotificationState.SENT
                 row.sent_at = now
                 row.attachment = attachment
-                row.last_error = None
+                row.last_error = skipped
             elif isinstance(error, RejectedError) or now - row.created_at >= self.retry.deadline:
                 row.state = NotificationState.FAILED
                 row.last_error = str(error)

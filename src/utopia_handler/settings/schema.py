@@ -228,5 +228,9 @@ class Settings:
     mail: MailSettings = field(default_factory=MailSettings)
     provisioning: ProvisioningSettings = field(default_factory=ProvisioningSettings)
     console: ConsoleSettings = field(default_factory=ConsoleSettings)
+    # Shadow mode: real reads, every write to PowerCode or UTOPIA recorded instead of sent, staff
+    # e-mails only to `shadow_email_recipients` (none: to nobody), for a week beside the old handler.
+    shadow_mode: bool = False
+    shadow_email_recipients: tuple[str, ...] = ()
     # Where each value came from is reported by check-config; the files that were read, in order.
     sources: tuple[str, ...] = ()

@@ -371,6 +371,20 @@ VARIABLES: tuple[Variable, ...] = (
         to_bool,
         "attach the signed contract PDF as `<orderref>.pdf`",
     ),
+    # Shadow mode, for a trial beside the old handler
+    Variable(
+        "SHADOW_MODE",
+        "shadow_mode",
+        to_bool,
+        "work on orders with real reads but record every write to PowerCode or UTOPIA instead "
+        'of sending it (see "Switching from the old handler" in docs/operations.md)',
+    ),
+    Variable(
+        "SHADOW_EMAIL_RECIPIENTS",
+        "shadow_email_recipients",
+        to_addresses,
+        "in shadow mode, the only addresses staff e-mails go to, marked [SHADOW] (none: nobody)",
+    ),
     # Provisioning: the old handler's variables beside the TOML tables
     Variable(
         "SERVICE_PLAN_1GBPS_ID",

@@ -130,6 +130,9 @@ class Order(Base):
     former_customer_name: Mapped[str | None] = mapped_column(String(200))
     former_customer_status: Mapped[str | None] = mapped_column(String(32))
     site_decision: Mapped[SiteDecision | None] = mapped_column(_enum(SiteDecision))
+    # Received while SHADOW_MODE was on: worked on with real reads, every write recorded instead
+    # of sent. Only a worker in the same mode takes it up; a person provisions it for real.
+    shadow: Mapped[bool] = mapped_column(default=False)
     # A person closed the order as done by hand (state DONE); their note is in `reason`.
     resolved_by_hand: Mapped[bool] = mapped_column(default=False)
     # When retention removed this finished order's raw payloads (contract, bodies, e-mail data).
@@ -152,6 +155,24 @@ class StepAttempt(Base):
     outcome: Mapped[AttemptOutcome] = mapped_column(_enum(AttemptOutcome))
     detail: Mapped[str | None] = mapped_column(Text)
     ids: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # PowerCode ids this attempt produced
+
+
+class ShadowWrite(Base):
+    """A write that shadow mode recorded instead of sending: what would have gone out, exactly."""
+
+    __tablename__ = "shadow_writes"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    order_id: Mapped[int | None] = mapped_column(
+        ForeignKey("orders.id", ondelete="CASCADE"), index=True
+    )
+    run: Mapped[int | None]
+    step: Mapped[str | None] = mapped_column(String(32))
+    attempt_id: Mapped[int | None]
+    service: Mapped[str] = mapped_column(String(32))  # "powercode" or "utopia"
+    action: Mapped[str] = mapped_column(String(64))  # e.g. createCustomer, uapi:tags POST
+    fields: Mapped[dict[str, Any]] = mapped_column(JSON)  # secrets masked
+    recorded_at: Mapped[datetime]
 
 
 class Callback(Base):

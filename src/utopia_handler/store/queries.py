@@ -26,6 +26,7 @@ from utopia_handler.store.models import (
     NotificationState,
     Order,
     OrderState,
+    ShadowWrite,
     Step,
     StepAttempt,
 )
@@ -82,6 +83,7 @@ def record_callback(
     body: str,
     remote_addr: str | None,
     now: datetime,
+    shadow: bool = False,
 ) -> CallbackOutcome:
     """Store one callback delivery and queue the work it asks for, unless it is a repeat."""
     kind = msg.strip().casefold()
@@ -101,13 +103,14 @@ def record_callback(
                 "run": 1,
                 "step_attempts": 0,
                 "customer_created": False,
+                "shadow": shadow,
             },
         )
         if inserted is not None:
             order_id, outcome = inserted, CallbackOutcome.QUEUED
         else:
             order_id = session.scalar(select(Order.id).where(Order.order_ref == order_ref))
-            queued = _queue_recorded_order(session, order_ref, now)
+            queued = _queue_recorded_order(session, order_ref, now, shadow)
             outcome = CallbackOutcome.QUEUED if queued else CallbackOutcome.REPEAT
     elif kind == TEST_MSG:
         window = int(now.timestamp() // TEST_REPEAT_WINDOW.total_seconds())
@@ -152,7 +155,7 @@ def record_callback(
     return outcome
 
 
-def _queue_recorded_order(session: Session, order_ref: str, now: datetime) -> bool:
+def _queue_recorded_order(session: Session, order_ref: str, now: datetime, shadow: bool) -> bool:
     """A new-order message for an order only recorded so far: it is provisioned now.
 
     The lifecycle's "recorded -> received" change (lifecycle.provision_recorded), written here
@@ -167,6 +170,7 @@ def _queue_recorded_order(session: Session, order_ref: str, now: datetime) -> bo
             reason=None,
             next_attempt_at=now,
             updated_at=now,
+            shadow=shadow,
         )
     )
     return bool(getattr(result, "rowcount", 0))
@@ -211,10 +215,21 @@ def _claim(
 
 
 def claim_due_orders(
-    session: Session, owner: str, limit: int, now: datetime, lease: timedelta
+    session: Session,
+    owner: str,
+    limit: int,
+    now: datetime,
+    lease: timedelta,
+    *,
+    shadow: bool = False,
 ) -> list[int]:
-    """Take up to `limit` orders that are due and not held by a live lease."""
-    return _claim(session, Order, Order.state.in_(ACTIVE_STATES), owner, limit, now, lease)
+    """Take up to `limit` orders that are due and not held by a live lease.
+
+    Only orders received in the worker's own mode: a shadow order is never provisioned for real
+    because shadow mode was turned off, nor a real one shadowed because it was turned on.
+    """
+    waiting = Order.state.in_(ACTIVE_STATES) & (Order.shadow == shadow)
+    return _claim(session, Order, waiting, owner, limit, now, lease)
 
 
 def claim_due_notifications(
@@ -359,6 +374,15 @@ def enqueue_notification(
 
 
 # Reading for people -----------------------------------------------------------------------------
+
+
+def shadow_writes(session: Session, order_id: int) -> list[ShadowWrite]:
+    """What shadow mode recorded instead of sending for one order, oldest first."""
+    return list(
+        session.scalars(
+            select(ShadowWrite).where(ShadowWrite.order_id == order_id).order_by(ShadowWrite.id)
+        )
+    )
 
 
 def find_order(session: Session, order_ref: str) -> Order | None:

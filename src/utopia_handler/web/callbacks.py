@@ -128,6 +128,7 @@ def api_callback() -> tuple[Response, int]:
                 body=body.decode("utf-8"),
                 remote_addr=str(source) if source is not None else request.remote_addr,
                 now=utcnow(),
+                shadow=runtime.settings.shadow_mode,
             )
     except SQLAlchemyError as error:
         log_event(

@@ -67,7 +67,11 @@ def security_headers(response: BaseResponse) -> BaseResponse:
 
 @bp.context_processor
 def page_names() -> dict[str, Any]:
-    return {**template_globals(), "user": g.get("user")}
+    return {
+        **template_globals(),
+        "user": g.get("user"),
+        "shadow_mode_on": runtime().settings.shadow_mode,
+    }
 
 
 @bp.errorhandler(HTTPException)

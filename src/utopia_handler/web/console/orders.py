@@ -206,6 +206,7 @@ def order_page(order_id: int) -> ResponseReturnValue:
             abort(404)
         timeline, emails = _timeline(db, order)
         _, maybe_applied = queries.earlier_attempts(db, order, order.step)
+        would_have_sent = queries.shadow_writes(db, order.id)
     contract = Contract.from_json(order.contract) if order.contract else None
     powercode = runtime().settings.powercode
     leased = bool(order.lease_owner and order.lease_expires_at and order.lease_expires_at > now)
@@ -217,9 +218,10 @@ def order_page(order_id: int) -> ResponseReturnValue:
         emails=emails,
         customer_link=(
             powercode.customer_link(order.customer_id)
-            if order.customer_id and powercode.web_url
+            if order.customer_id and order.customer_id > 0 and powercode.web_url
             else None
         ),
+        would_have_sent=would_have_sent,
         leased=leased,
         maybe_applied=maybe_applied and order.step != Step.FINISHED,
         resolved_by_hand=actions.is_resolved_by_hand(order),
