@@ -342,3 +342,22 @@ def provision_by_hand(
         detail += f"; corrected: {', '.join(changed)}"
     audit.record(session, actor, "provision_by_hand", now, order_ref=ref, detail=detail)
     return order
+
+
+def provision_recorded_order(
+    session: Session, order_ref: str, now: datetime, *, actor: str, why: str = ""
+) -> Order:
+    """Provision an order that was only recorded (known from UTOPIA, not provisioned): it runs
+    the steps a new-order callback starts. `why` goes into the audit row beside the change."""
+    order = _find(session, order_ref)
+    lifecycle.provision_recorded(order, now)
+    detail = "recorded, not provisioned; queued at lookup_contract"
+    audit.record(
+        session,
+        actor,
+        "provision_recorded",
+        now,
+        order_ref=order.order_ref,
+        detail=f"{detail} ({why})" if why else detail,
+    )
+    return order

@@ -1,6 +1,7 @@
 """An order's life: every change of its state and step happens here, in the caller's transaction.
 
     recorded --a new-order message or a person--> received
+    (nothing) --a callback, or reconciliation finding an order no callback brought--> received
     received --worker--> in_progress --steps finish--> done | duplicate | not_ours
                               |  ^ retry later (a fault outside)
                               v  |
@@ -139,6 +140,28 @@ def record_known_order(
         resolved_by_hand=False,
         site_id=site_id or None,
         reason=reason,
+    )
+    session.add(order)
+    session.flush()
+    return order
+
+
+def queue_found_order(session: Session, order_ref: str, now: datetime) -> Order | None:
+    """An order UTOPIA lists but no callback brought: created as a new-order callback creates it
+    (received, at lookup_contract), so the same steps provision it. None if the order exists."""
+    if queries.find_order(session, order_ref) is not None:
+        return None
+    order = Order(
+        order_ref=order_ref,
+        state=OrderState.RECEIVED,
+        step=Step.LOOKUP_CONTRACT,
+        created_at=now,
+        updated_at=now,
+        next_attempt_at=now,
+        run=1,
+        step_attempts=0,
+        customer_created=False,
+        resolved_by_hand=False,
     )
     session.add(order)
     session.flush()
