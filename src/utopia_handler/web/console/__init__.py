@@ -21,7 +21,14 @@ CSRF_EXEMPT_PATHS = ("/api-callback",)
 def init_app(app: Flask, runtime: Runtime) -> None:
     """Register the console on the app and make sure the first admin exists if configured."""
     # The view modules add their routes to `bp` when first imported.
-    from utopia_handler.web.console import admin, auth, orders, pages, provision  # noqa: F401
+    from utopia_handler.web.console import (  # noqa: F401
+        admin,
+        auth,
+        orders,
+        pages,
+        provision,
+        reconcile,
+    )
 
     app.config.update(
         SESSION_COOKIE_NAME="utopia_handler_session",
