@@ -411,10 +411,14 @@ def reconcile(ctx: click.Context, dry_run: bool, since: datetime | None) -> None
     provisioned (the first run only records what is listed). Exit 1 when a list could not be read.
     """
     from utopia_handler import reconcile as reconciliation
+    from utopia_handler.logs import setup_logging
     from utopia_handler.runtime import build_runtime
     from utopia_handler.timeutil import utcnow
 
-    runtime = build_runtime(_settings(ctx))
+    settings = _settings(ctx)
+    # Its events go to the service's log, beside the worker's runs; the report goes here.
+    setup_logging(settings.log_file, settings.log_level, to_stdout=False)
+    runtime = build_runtime(settings)
     try:
         runtime.store.migrate()
         if since is not None:
