@@ -124,3 +124,30 @@ def upgrade_resolved_orders(url: str) -> None:
 
 def test_orders_resolved_before_the_column_existed_are_marked_resolved(tmp_path: Path) -> None:
     upgrade_resolved_orders(f"sqlite:///{tmp_path / 'resolved.db'}")
+
+
+RECONCILE_TABLES = {"reconcile_runs", "job_leases"}
+
+
+def reconcile_tables_come_and_go(url: str) -> None:
+    """0007 adds reconciliation's tables as the models describe them, and takes them away again."""
+    config = alembic_config(url)
+    command.upgrade(config, "0006")
+    store = Store(url)
+    try:
+        assert not RECONCILE_TABLES & set(inspect(store.engine).get_table_names())
+        store.migrate()
+        assert set(inspect(store.engine).get_table_names()) >= RECONCILE_TABLES
+        with store.engine.connect() as connection:
+            differences = compare_metadata(
+                MigrationContext.configure(connection), models.Base.metadata
+            )
+        assert [d for d in differences if any(t in repr(d) for t in RECONCILE_TABLES)] == []
+        command.downgrade(config, "0006")
+        assert not RECONCILE_TABLES & set(inspect(store.engine).get_table_names())
+    finally:
+        store.close()
+
+
+def test_the_reconciliation_migration_can_be_undone_and_redone(tmp_path: Path) -> None:
+    reconcile_tables_come_and_go(f"sqlite:///{tmp_path / 'reconcile.db'}")
