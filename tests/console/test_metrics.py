@@ -73,9 +73,7 @@ def test_metrics_tell_what_happened_in_a_real_flow(
     assert value("utopia_handler_oldest_waiting_order_age_seconds") > 0
 
 
-def test_metrics_tell_how_reconciliation_goes(
-    service: ServiceHandle, emulators: Emulators
-) -> None:
+def test_metrics_tell_how_reconciliation_goes(service: ServiceHandle, emulators: Emulators) -> None:
     from datetime import UTC
 
     from utopia_handler.emulators.seed import MISSED_DEMO_ORDER

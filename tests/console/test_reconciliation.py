@@ -62,9 +62,8 @@ def test_an_operator_provisions_a_recorded_order(
     answer = post_form(operator, f"/reconciliation/orders/{order_id}/provision")
 
     assert answer.status_code == 303 and answer.headers["Location"] == "/reconciliation"
-    assert f"Order {PLAIN} is queued for provisioning." in operator.get(
-        "/reconciliation"
-    ).get_data(as_text=True)
+    shown = operator.get("/reconciliation").get_data(as_text=True)
+    assert f"Order {PLAIN} is queued for provisioning." in shown
     assert load_order(console_runtime, PLAIN).state == OrderState.RECEIVED
     with console_runtime.store.read() as session:
         [entry] = session.scalars(select(AuditEntry).where(AuditEntry.order_ref == PLAIN))

@@ -1,5 +1,6 @@
 """Reconciliation on PostgreSQL: two processes asked at once make one run; a callback committing
-the same order in the middle of a run costs that order, not the run; the migration comes and goes.
+the same order in the middle of a run costs that order, not the run; the migration comes and goes;
+and the key SQLite tests again, unchanged.
 """
 
 from __future__ import annotations
@@ -14,6 +15,16 @@ from sqlalchemy import func, select
 from tests.conftest import load_order
 from tests.console.test_migration import reconcile_tables_come_and_go
 from tests.postgres.processes import Child, ProcessGroup, command_env
+
+# The key reconciliation tests, run again unchanged on PostgreSQL (this folder's base_env).
+from tests.test_reconcile import (  # noqa: F401
+    test_a_list_that_cannot_be_read_changes_nothing_and_says_so,
+    test_a_missed_order_is_found_and_provisioned_exactly_once,
+    test_a_worker_reconciles_once_a_period_whoever_asks,
+    test_staff_are_alerted_once_when_the_list_is_not_read_for_too_long,
+    test_the_first_run_records_what_utopia_lists_and_provisions_nothing,
+    test_two_reconcilers_at_once_only_one_runs,
+)
 from utopia_handler.emulators import Emulators
 from utopia_handler.emulators.seed import MISSED_DEMO_ORDER
 from utopia_handler.reconcile import BUSY, JOB, reconcile
@@ -51,9 +62,7 @@ def test_two_reconcile_processes_at_once_make_one_run(
     # one arrives (both start together; starting takes well under this).
     emulators.utopia.faults.add("orders", "latency", count=2, seconds=5.0)
     env = command_env(base_env, UTOPIA_READ_TIMEOUT="15")
-    children = [
-        processes.add(Child(["reconcile"], env, tmp_path, f"reconcile{n}")) for n in (1, 2)
-    ]
+    children = [processes.add(Child(["reconcile"], env, tmp_path, f"reconcile{n}")) for n in (1, 2)]
 
     codes = sorted(child.wait(60) for child in children)
 
