@@ -76,6 +76,9 @@ def base_env(emulators: Emulators, tmp_path: Path) -> dict[str, str]:
         "RETRY_BASE_SECONDS": "1",
         "RETRY_MAX_SECONDS": "60",
         "POLL_SECONDS": "0.05",
+        # A worker would reconcile at start and record the seeded orders as known (the
+        # baseline); tests of reconciliation turn it on (tests/test_reconcile.py).
+        "RECONCILE_ENABLED": "false",
     }
 
 

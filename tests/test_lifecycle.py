@@ -403,3 +403,32 @@ def test_a_person_provisions_a_recorded_order_and_only_that(runtime: Runtime, ch
         Step.LOOKUP_CONTRACT,
         NOW,
     )
+
+
+def test_an_order_found_by_reconciliation_starts_as_a_callback_starts_it(
+    runtime: Runtime, worker: Worker
+) -> None:
+    with runtime.store.write() as session:
+        assert lifecycle.queue_found_order(session, REF, NOW) is not None
+        assert lifecycle.queue_found_order(session, REF, NOW) is None  # known: kept as is
+    order = load_order(runtime, REF)
+    assert (order.state, order.step, order.run, order.next_attempt_at) == (
+        OrderState.RECEIVED,
+        Step.LOOKUP_CONTRACT,
+        1,
+        NOW,
+    )
+    # Its callback, when it comes after all, starts nothing new.
+    with runtime.store.write() as session:
+        outcome = queries.record_callback(
+            session,
+            order_ref=REF,
+            msg="Project New Order",
+            event="Project Update",
+            body="{}",
+            remote_addr="127.0.0.1",
+            now=utcnow(),
+        )
+    assert outcome.value == "repeat"
+    worker.run_until_idle()
+    assert load_order(runtime, REF).state == OrderState.DONE

@@ -287,6 +287,12 @@ def test_demo_runs_and_reports_every_order(tmp_path: Path) -> None:
     assert "created without geocoding" in out
     assert "create_ticket    attempt 1: retry" in out
     assert "[attached: UIA202611-004217.pdf]" in out
+    # The order whose callback never comes: found by reconciliation after the baseline.
+    assert "first run, the baseline: the 5 orders UTOPIA lists already are recorded" in out
+    assert "UIA202611-004223     done" in out
+    assert "found by reconciliation; no callback received" in out
+    assert "found, no callback: UIA202611-004223" in out
+    assert "Missed UTOPIA orders found - 1 order with no callback" in out
     assert "Traceback" not in out + result.stderr
 
 

@@ -463,6 +463,43 @@ def test_bad_number_names_the_variable_and_value(
     assert message.startswith(f"{name}: {shown}; ")
 
 
+def test_reconciliation_asks_the_configured_networks(tmp_path: Path) -> None:
+    assert load(tmp_path).utopia.reconciled_networks() == (None,)  # one call, no `network`
+    assert load(tmp_path, {"UTOPIA_NETWORK": "bozeman"}).utopia.reconciled_networks() == (
+        "BOZEMAN",
+    )
+    both = load(tmp_path, {"UTOPIA_NETWORK": "UTOPIA", "UTOPIA_NETWORKS": " utopia,IdahoFalls, "})
+    assert both.utopia.reconciled_networks() == ("UTOPIA", "IDAHOFALLS")
+    listed = load(tmp_path, toml='UTOPIA_NETWORKS = ["BOZEMAN", "UTOPIA"]\n')
+    assert listed.utopia.networks == ("BOZEMAN", "UTOPIA")
+    defaults = load(tmp_path).reconcile
+    assert (defaults.enabled, defaults.interval_seconds, defaults.alert_seconds) == (
+        True,
+        900,
+        24 * 3600.0,
+    )
+
+
+@pytest.mark.parametrize(
+    ("environ", "start"),
+    [
+        ({"UTOPIA_NETWORKS": "UTOPIA,PROVO"}, "UTOPIA_NETWORKS: 'PROVO' is not allowed"),
+        ({"UTOPIA_NETWORKS": "UTOPIA,utopia"}, "UTOPIA_NETWORKS: UTOPIA is listed twice"),
+        ({"UTOPIA_NETWORKS": " , "}, "UTOPIA_NETWORKS: is empty"),
+        ({"RECONCILE_INTERVAL_SECONDS": "0"}, "RECONCILE_INTERVAL_SECONDS: 0 is out of range"),
+        ({"RECONCILE_ENABLED": "sometimes"}, "RECONCILE_ENABLED: 'sometimes' is not true or"),
+        (
+            {"RECONCILE_INTERVAL_SECONDS": "7200", "RECONCILE_ALERT_HOURS": "2"},
+            "RECONCILE_ALERT_HOURS: 2 h is not longer than RECONCILE_INTERVAL_SECONDS (7200 s)",
+        ),
+    ],
+)
+def test_bad_reconciliation_settings_say_what_to_fix(
+    tmp_path: Path, environ: dict[str, str], start: str
+) -> None:
+    assert load_error(tmp_path, environ).startswith(start)
+
+
 def test_bad_bool_names_the_variable(tmp_path: Path) -> None:
     message = load_error(tmp_path, {"PC_VERIFY_SSL": "maybe"})
 
@@ -670,7 +707,8 @@ VARIABLES = [
     "RETRY_BASE_SECONDS", "RETRY_MAX_SECONDS", "RETRY_DEADLINE_HOURS", "RUN_WORKER_IN_SERVE",
     "UTOPIA_NETWORK", "UTOPIA_CONNECT_TIMEOUT", "UTOPIA_READ_TIMEOUT", "PC_CA_BUNDLE",
     "PC_CONNECT_TIMEOUT", "PC_READ_TIMEOUT", "MAIL_SECURITY", "MAIL_USERNAME", "MAIL_PASSWORD",
-    "MAIL_TIMEOUT", "MAIL_ATTACH_CONTRACT", "UTOPIA_HANDLER_CONFIG",
+    "MAIL_TIMEOUT", "MAIL_ATTACH_CONTRACT", "UTOPIA_HANDLER_CONFIG", "UTOPIA_NETWORKS",
+    "RECONCILE_ENABLED", "RECONCILE_INTERVAL_SECONDS", "RECONCILE_ALERT_HOURS",
 ]  # fmt: skip
 NASTY = [
     "", " ", "\x00", "a\nb", "\r", "9" * 5000, "1e999", "-1", "+0", "0x10", "\uff11\uff12", "1_000",

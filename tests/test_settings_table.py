@@ -50,6 +50,10 @@ FULL_ENV = {
     "UTOPIA_API_KEY": "utopia-key-Zk3Pv8Nc1Yd",
     "UTOPIA_URL_ENDPOINT": "https://api.utopiafiber.com/",
     "UTOPIA_NETWORK": "utopia",
+    "UTOPIA_NETWORKS": "utopia, bozeman",
+    "RECONCILE_ENABLED": "no",
+    "RECONCILE_INTERVAL_SECONDS": "600",
+    "RECONCILE_ALERT_HOURS": "12",
     "UTOPIA_CONNECT_TIMEOUT": "3",
     "UTOPIA_READ_TIMEOUT": "25",
     "MAIL_SERVER": "relay.example.net",
@@ -225,6 +229,9 @@ def test_every_variable_and_key_reaches_its_field_with_the_declared_type(
         assert matches(value_at(full, path), kind), (path, value_at(full, path))
     assert full.web.port == 5051
     assert full.utopia.network == "UTOPIA"
+    assert full.utopia.reconciled_networks() == ("UTOPIA", "BOZEMAN")
+    assert (full.reconcile.enabled, full.reconcile.interval_seconds) == (False, 600)
+    assert full.reconcile.alert_seconds == 12 * 3600
     assert full.worker.retry_deadline_seconds == 1.5 * 3600
     assert full.provisioning.always_services == (181, 172)
     assert full.provisioning.service_quantities == ((172, 2), (181, 3))

@@ -170,3 +170,23 @@ def test_the_shadow_report_lists_what_would_have_been_sent(
     assert "create_customer  createCustomer: firstName=" in report.output
     with runtime.store.read() as session:
         assert session.scalar(select(Order.shadow).where(Order.order_ref == ORDER)) is True
+
+
+def test_reconciliation_obeys_shadow_mode(
+    make_runtime: Callable[..., Runtime], emulators: Emulators, clock: ManualClock
+) -> None:
+    from utopia_handler.emulators.seed import MISSED_DEMO_ORDER
+    from utopia_handler.reconcile import reconcile
+
+    runtime = make_runtime(SHADOW_MODE="true", RECONCILE_ENABLED="true")
+    reconcile(runtime, clock())  # the baseline
+    missed, contract = MISSED_DEMO_ORDER
+    emulators.utopia.add_order(missed, contract)
+
+    assert reconcile(runtime, clock()).found == (missed,)
+    Worker(runtime, name="shadow", clock=clock).run_until_idle()
+
+    order = load_order(runtime, missed)
+    assert (order.shadow, order.state) == (True, OrderState.DONE)
+    assert pc_writes(emulators) == []
+    assert emulators.smtp.messages == []  # staff hear nothing in a trial without addresses

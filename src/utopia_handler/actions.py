@@ -344,6 +344,32 @@ def provision_by_hand(
     return order
 
 
+def provision_recorded_order(
+    session: Session,
+    order_ref: str,
+    now: datetime,
+    *,
+    actor: str,
+    why: str = "",
+    shadow: bool = False,
+) -> Order:
+    """Provision an order that was only recorded (known from UTOPIA, not provisioned): it runs
+    the steps a new-order callback starts. `why` goes into the audit row beside the change;
+    `shadow`: shadow mode is on, so the order is worked on in it."""
+    order = _find(session, order_ref)
+    lifecycle.provision_recorded(order, now, shadow=shadow)
+    detail = "recorded, not provisioned; queued at lookup_contract"
+    audit.record(
+        session,
+        actor,
+        "provision_recorded",
+        now,
+        order_ref=order.order_ref,
+        detail=f"{detail} ({why})" if why else detail,
+    )
+    return order
+
+
 # Leaving shadow mode ------------------------------------------------------------------------------
 
 

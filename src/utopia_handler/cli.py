@@ -6,6 +6,7 @@ import getpass
 import os
 import sys
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -462,6 +463,59 @@ def orders_site_decision(ctx: click.Context, order_ref: str, decision: str, note
         return f"{order.order_ref}: {decision} recorded; queued again at {order.step.value}"
 
     _act_on_order(ctx, act)
+
+
+@cli.command()
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Say what would be done; change no order and send no e-mail (the runs are recorded, "
+    "marked dry run).",
+)
+@click.option(
+    "--since",
+    type=click.DateTime(formats=["%Y-%m-%d"]),
+    metavar="YYYY-MM-DD",
+    help="Instead of reconciling: provision the orders recorded, not provisioned (the first "
+    "run's baseline) whose order ref month is DATE's month or later. A ref carries only year and "
+    "month (UIA + YYYYMM), so the day is ignored: 2026-11-20 means November 2026 onward.",
+)
+@click.pass_context
+def reconcile(ctx: click.Context, dry_run: bool, since: datetime | None) -> None:
+    """Reconcile with UTOPIA's order list now: orders it lists that no callback brought are
+    provisioned (the first run only records what is listed). Exit 1 when a list could not be read.
+    """
+    from utopia_handler import reconcile as reconciliation
+    from utopia_handler.logs import setup_logging
+    from utopia_handler.runtime import build_runtime
+    from utopia_handler.timeutil import utcnow
+
+    settings = _settings(ctx)
+    # Its events go to the service's log, beside the worker's runs; the report goes here.
+    setup_logging(settings.log_file, settings.log_level, to_stdout=False)
+    runtime = build_runtime(settings)
+    try:
+        runtime.store.migrate()
+        if since is not None:
+            report = reconciliation.provision_since(
+                runtime, since.date(), utcnow(), cli_actor(), dry_run=dry_run
+            )
+            for line in report.lines():
+                click.echo(line)
+            if dry_run:
+                click.echo("dry run: no order was changed")
+            return
+        done = reconciliation.reconcile(runtime, utcnow(), dry_run=dry_run)
+        if done.not_run:
+            click.echo(f"not run: {done.not_run}", err=True)
+            sys.exit(1)
+        for line in done.lines():
+            click.echo(line)
+        if not done.read_every_list:
+            click.echo(f"{reconciliation.UNREAD} (see above)", err=True)
+            sys.exit(1)
+    finally:
+        runtime.close()
 
 
 # Console users -----------------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 """An order's life: every change of its state and step happens here, in the caller's transaction.
 
     recorded --a new-order message or a person--> received
+    (nothing) --a callback, or reconciliation finding an order no callback brought--> received
     received --worker--> in_progress --steps finish--> done | duplicate | not_ours
                               |  ^ retry later (a fault outside)
                               v  |
@@ -145,8 +146,37 @@ def record_known_order(
     return order
 
 
-def provision_recorded(order: Order, now: datetime) -> None:
-    """A recorded order is provisioned after all, through the same steps a callback starts."""
+def queue_found_order(
+    session: Session, order_ref: str, now: datetime, *, shadow: bool = False
+) -> Order | None:
+    """An order UTOPIA lists but no callback brought: created as a new-order callback creates it
+    (received, at lookup_contract), so the same steps provision it. None if the order exists.
+
+    `shadow`: found while shadow mode is on, so worked on in it, as a callback would be."""
+    if queries.find_order(session, order_ref) is not None:
+        return None
+    order = Order(
+        order_ref=order_ref,
+        state=OrderState.RECEIVED,
+        step=Step.LOOKUP_CONTRACT,
+        created_at=now,
+        updated_at=now,
+        next_attempt_at=now,
+        run=1,
+        step_attempts=0,
+        customer_created=False,
+        resolved_by_hand=False,
+        shadow=shadow,
+    )
+    session.add(order)
+    session.flush()
+    return order
+
+
+def provision_recorded(order: Order, now: datetime, *, shadow: bool = False) -> None:
+    """A recorded order is provisioned after all, through the same steps a callback starts.
+
+    `shadow`: in shadow mode, worked on in it like any order arriving then."""
     if order.state != OrderState.RECORDED:
         raise ActionRefused(
             f"order {order.order_ref} is {order.state.value}, not recorded: it is provisioned "
@@ -155,6 +185,7 @@ def provision_recorded(order: Order, now: datetime) -> None:
     order.state = OrderState.RECEIVED
     order.step = Step.LOOKUP_CONTRACT
     order.reason = None
+    order.shadow = shadow
     order.next_attempt_at = now
     order.updated_at = now
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from utopia_handler import audit
 from utopia_handler.store import queries
-from utopia_handler.store.models import Notification, Order, OrderState
+from utopia_handler.store.models import Notification, NotificationKind, Order, OrderState
 
 STATE_WORDS = {
     OrderState.RECEIVED: "received, not started",
@@ -33,20 +36,34 @@ def order_summary(order: Order) -> str:
 
 
 def order_story(session: Session, order: Order) -> list[str]:
-    """The order's whole history: callbacks, every step attempt, e-mails."""
+    """The order's whole history: callbacks, what people (and reconciliation) did, every step
+    attempt in time order, then e-mails."""
     callbacks, attempts, notifications = queries.order_history(session, order)
     lines = [order_summary(order)]
     if order.reason:
         lines.append(f"    why: {order.reason}")
+    events: list[tuple[datetime, str]] = []
     for callback in callbacks:
-        lines.append(
-            f"    {callback.received_at:%H:%M:%S} callback {callback.msg!r} -> {callback.outcome.value}"
+        events.append(
+            (
+                callback.received_at,
+                f"callback {callback.msg!r} -> {callback.outcome.value}",
+            )
         )
+    for entry in reversed(audit.entries(session, limit=200, order_ref=order.order_ref)):
+        action = entry.action.replace("_", " ")
+        events.append((entry.at, f"{entry.actor}: {action} - {entry.detail or ''}"))
     for attempt in attempts:
-        lines.append(
-            f"    {attempt.started_at:%H:%M:%S} {attempt.step.value:<16} attempt {attempt.attempt}:"
-            f" {attempt.outcome.value} - {attempt.detail or ''}"
+        events.append(
+            (
+                attempt.started_at,
+                f"{attempt.step.value:<16} attempt {attempt.attempt}:"
+                f" {attempt.outcome.value} - {attempt.detail or ''}",
+            )
         )
+    # Stable: at the same second a callback comes before what followed it.
+    events.sort(key=lambda event: event[0])
+    lines.extend(f"    {at:%H:%M:%S} {text}" for at, text in events)
     lines.extend(f"    {notification_line(n)}" for n in notifications)
     return lines
 
@@ -71,4 +88,6 @@ def all_orders(session: Session, state: OrderState | None = None) -> list[Order]
 
 def test_emails(session: Session) -> list[Notification]:
     """E-mails sent for `Test` callbacks."""
-    return list(session.scalars(select(Notification).where(Notification.order_id.is_(None))))
+    return list(
+        session.scalars(select(Notification).where(Notification.kind == NotificationKind.TEST))
+    )

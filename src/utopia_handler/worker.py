@@ -1,7 +1,8 @@
 """Claim due work from the store, run one step at a time, record each outcome before the next.
 
 Two kinds of work: orders (the provisioning steps) and the e-mail outbox. Each is claimed with a
-lease that a heartbeat keeps alive. A worker registers its process (store/leases.py): at start and
+lease that a heartbeat keeps alive. Beside them run the periodic jobs: the retention purge, and
+reconciliation with UTOPIA's order list (one process per period, by a job lease). A worker registers its process (store/leases.py): at start and
 at every heartbeat it takes over at once the work of processes of its own machine that are gone;
 a crashed worker elsewhere loses its work when its leases expire. This module holds the only
 catch-all: any unexpected error is recorded with the order, which then waits for a person.
@@ -39,7 +40,7 @@ from utopia_handler.provisioning import (
     StepResult,
 )
 from utopia_handler.shadow import WorkContext, working_on
-from utopia_handler.store import leases, queries
+from utopia_handler.store import jobs, leases, queries
 from utopia_handler.store.models import (
     ACTIVE_STATES,
     AttemptOutcome,
@@ -110,11 +111,14 @@ class Worker:
         """
         self._heartbeat([], [])
         self._pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="work")
-        for target, label in (
+        loops: list[tuple[Callable[[], None], str]] = [
             (self._dispatch_loop, "dispatch"),
             (self._heartbeat_loop, "lease"),
             (self._retention_loop, "retention"),
-        ):
+        ]
+        if self.runtime.settings.reconcile.enabled:
+            loops.append((self._reconcile_loop, "reconcile"))
+        for target, label in loops:
             thread = threading.Thread(target=target, name=f"worker-{label}", daemon=True)
             thread.start()
             if label == "lease":
@@ -139,6 +143,7 @@ class Worker:
         try:
             with self.runtime.store.write() as session:
                 queries.release_all(session, self.name)
+                jobs.release_jobs_of(session, self.name)
                 leases.forget(session, self.name)
         except SQLAlchemyError:
             log_event(log, "worker.release_failed", logging.WARNING, worker=self.name)
@@ -296,6 +301,37 @@ class Worker:
                 )
             except SQLAlchemyError as error:
                 log_event(log, "retention.failed", logging.WARNING, error=type(error).__name__)
+
+    def _reconcile_loop(self) -> None:
+        """Reconcile with UTOPIA's order list whenever it is due, if no other process does.
+
+        Whose turn it is and when it is due are kept in the database (the job's lease), so
+        several workers make one run per period and a restart does not cause an extra one.
+        """
+        from utopia_handler.reconcile import reconcile_if_due, seconds_until_due
+
+        interval = float(self.runtime.settings.reconcile.interval_seconds)
+        delay = 0.0
+        while not self._stopping.wait(delay):
+            try:
+                report = reconcile_if_due(self.runtime, self.clock(), self.name)
+                if report is not None and report.found:
+                    self.wakeup.set()
+                delay = seconds_until_due(self.runtime, self.clock())
+            except SQLAlchemyError as error:
+                log_event(
+                    log, "reconcile.store_failed", logging.WARNING, error=type(error).__name__
+                )
+                delay = interval
+            except Exception as error:  # the catch-all of a run: the loop must outlive a bug
+                log_event(log, "reconcile.crashed", logging.ERROR, error=type(error).__name__)
+                log.error(
+                    "traceback (frames only):\n%s",
+                    "".join(traceback.format_tb(error.__traceback__)),
+                )
+                delay = interval
+            # Never busy-wait on a row another worker just took; never sleep past a period.
+            delay = min(max(delay, 0.2), interval)
 
     # Orders ------------------------------------------------------------------------------------
 

@@ -518,6 +518,22 @@ def test_the_request_carries_key_network_and_every_filter_given(recorder: Any) -
     ]
 
 
+def test_a_network_given_per_call_replaces_the_clients_own(recorder: Any) -> None:
+    with client_for(recorder, network="BOZEMAN") as client:
+        client.list_orders(network="IDAHOFALLS")
+        client.list_orders(network=None)  # the client's own
+    with client_for(recorder) as client:
+        client.list_orders(network="UTOPIA")
+        client.list_orders()
+
+    assert [r.json().get("network") for r in recorder.requests] == [
+        "IDAHOFALLS",
+        "BOZEMAN",
+        "UTOPIA",
+        None,
+    ]
+
+
 @pytest.mark.parametrize(
     ("body", "content_type", "note"),
     [

@@ -73,6 +73,48 @@ def test_metrics_tell_what_happened_in_a_real_flow(
     assert value("utopia_handler_oldest_waiting_order_age_seconds") > 0
 
 
+def test_metrics_tell_how_reconciliation_goes(service: ServiceHandle, emulators: Emulators) -> None:
+    from datetime import UTC
+
+    from utopia_handler.emulators.seed import MISSED_DEMO_ORDER
+    from utopia_handler.reconcile import reconcile
+    from utopia_handler.timeutil import utcnow
+
+    runtime = service.runtime
+
+    def scrape() -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+        answer = httpx.get(f"{service.url}/metrics", timeout=10)
+        assert answer.status_code == 200
+        return _samples(answer.text)
+
+    before = scrape()
+    assert before[("utopia_handler_reconcile_runs_total", (("outcome", "ok"),))] == 0
+    assert before[("utopia_handler_reconcile_missed_orders_found_total", ())] == 0
+    assert not any(name.startswith("utopia_handler_reconcile_last_good") for name, _ in before)
+
+    reconcile(runtime, utcnow())  # the baseline: 5 recorded, not counted as missed
+    emulators.utopia.add_order(*MISSED_DEMO_ORDER)
+    reconcile(runtime, utcnow(), dry_run=True)  # not counted
+    found = reconcile(runtime, utcnow())
+    emulators.utopia.order_list_shape = "html"
+    reconcile(runtime, utcnow())
+    emulators.utopia.faults.add("orders", "fail", count=1, status=503)
+    reconcile(runtime, utcnow())
+
+    after = scrape()
+    runs = {
+        labels[0][1]: value
+        for (name, labels), value in after.items()
+        if name == "utopia_handler_reconcile_runs_total"
+    }
+    assert runs == {"ok": 2, "failed": 1, "unreadable": 1}
+    assert after[("utopia_handler_reconcile_missed_orders_found_total", ())] == 1
+    last_good = after[
+        ("utopia_handler_reconcile_last_good_timestamp_seconds", (("network", "default"),))
+    ]
+    assert abs(last_good - found.started_at.replace(tzinfo=UTC).timestamp()) < 5
+
+
 def test_the_console_home_shows_the_same_at_a_glance(
     service: ServiceHandle, client_as: Callable[[Role], FlaskClient]
 ) -> None:

@@ -1,6 +1,7 @@
 """Migrations create exactly the tables the models describe, upgrade a database in use, and can
 be undone: 0003 the console tables, 0004 the site-decision columns of orders, 0005 the
-resolved-by-hand column, 0006 the workers behind the leases."""
+resolved-by-hand column, 0006 the workers behind the leases, 0007 reconciliation's runs and the
+job leases."""
 
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ CONSOLE_TABLES = {"users", "console_sessions", "login_failures", "audit_log", "c
 def test_the_schema_after_migrating_matches_the_models(console_runtime: Runtime) -> None:
     with console_runtime.store.engine.connect() as connection:
         differences = compare_metadata(MigrationContext.configure(connection), Base.metadata)
-        assert MigrationContext.configure(connection).get_current_heads() == ("0010",)
+        assert MigrationContext.configure(connection).get_current_heads() == ("0008",)
     ours = [d for d in differences if any(table in repr(d) for table in CONSOLE_TABLES)]
     assert ours == []
 
@@ -123,3 +124,30 @@ def upgrade_resolved_orders(url: str) -> None:
 
 def test_orders_resolved_before_the_column_existed_are_marked_resolved(tmp_path: Path) -> None:
     upgrade_resolved_orders(f"sqlite:///{tmp_path / 'resolved.db'}")
+
+
+RECONCILE_TABLES = {"reconcile_runs", "job_leases"}
+
+
+def reconcile_tables_come_and_go(url: str) -> None:
+    """0007 adds reconciliation's tables as the models describe them, and takes them away again."""
+    config = alembic_config(url)
+    command.upgrade(config, "0006")
+    store = Store(url)
+    try:
+        assert not RECONCILE_TABLES & set(inspect(store.engine).get_table_names())
+        store.migrate()
+        assert set(inspect(store.engine).get_table_names()) >= RECONCILE_TABLES
+        with store.engine.connect() as connection:
+            differences = compare_metadata(
+                MigrationContext.configure(connection), models.Base.metadata
+            )
+        assert [d for d in differences if any(t in repr(d) for t in RECONCILE_TABLES)] == []
+        command.downgrade(config, "0006")
+        assert not RECONCILE_TABLES & set(inspect(store.engine).get_table_names())
+    finally:
+        store.close()
+
+
+def test_the_reconciliation_migration_can_be_undone_and_redone(tmp_path: Path) -> None:
+    reconcile_tables_come_and_go(f"sqlite:///{tmp_path / 'reconcile.db'}")

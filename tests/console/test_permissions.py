@@ -42,6 +42,8 @@ ACTIONS = [
     # The held order is not asked about its site, so even an allowed decision changes nothing.
     Action("decide about the site", "/orders/{order}/site-decision", {"decision": "new_customer", "note": "new tenant"}, Role.OPERATOR, changes=False),
     Action("look up for provisioning", "/provision/lookup", {"order_ref": HELD}, Role.OPERATOR, changes=False),
+    # The held order is not a recorded one, so even an allowed provisioning changes nothing.
+    Action("provision a recorded order", "/reconciliation/orders/{order}/provision", {}, Role.OPERATOR, changes=False),
     Action("save the plan mapping", "/settings/plans", {"plan_text": "2 Gbps", "service_id": "165"}, Role.ADMIN),
     Action("save always-added services", "/settings/services", {"service_ids": "172"}, Role.ADMIN),
     Action("save the ticket template", "/settings/ticket-template", {"source": "<p>{{ customer_name }}</p>"}, Role.ADMIN),
@@ -54,6 +56,7 @@ PAGES = [
     ("/orders/{order}", Role.VIEWER),
     ("/callbacks/not-handled", Role.VIEWER),
     ("/audit", Role.VIEWER),
+    ("/reconciliation", Role.VIEWER),
     ("/provision", Role.OPERATOR),
     ("/orders/{order}/provision", Role.OPERATOR),
     ("/settings", Role.ADMIN),

@@ -273,6 +273,19 @@ def test_an_empty_order_list_in_its_shape(
     assert response.json() == EMPTY_SHAPES[shape]
 
 
+def test_unreadable_order_lists_are_played_on_request(
+    client: httpx.Client, utopia: UtopiaEmulator
+) -> None:
+    utopia.add_order("UIA202611-000001", {"address": {"siteid": "1001"}})
+    utopia.order_list_shape = "html"
+    page = list_orders(client, utopia)
+    assert page.status_code == 200 and page.headers["Content-Type"].startswith("text/html")
+    assert b"maintenance" in page.content
+
+    utopia.order_list_shape = "message"
+    assert list_orders(client, utopia).json() == {"message": "ok"}
+
+
 def test_an_unknown_shape_is_an_emulator_error(client: httpx.Client, three: UtopiaEmulator) -> None:
     three.order_list_shape = "csv"
 

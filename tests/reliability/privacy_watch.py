@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from utopia_handler.emulators.seed import DEMO_ORDERS, EXISTING_CUSTOMERS
+from utopia_handler.emulators.seed import DEMO_ORDERS, EXISTING_CUSTOMERS, MISSED_DEMO_ORDER
 
 #: Secrets the suite configures. Tests that configure more add theirs (see `watch_secret`).
 WATCHED_SECRETS: set[str] = set()
@@ -67,7 +67,7 @@ def fixture_personal_data(fixtures: Path) -> set[str]:
     """
     people: list[dict[str, str]] = []
     addresses: list[str] = []
-    contracts = list(DEMO_ORDERS.values())
+    contracts = [*DEMO_ORDERS.values(), MISSED_DEMO_ORDER[1]]
     contracts += [_fixture(p) for p in sorted(fixtures.glob("utopia/contractlookup__*.json"))]
     for contract in contracts:
         people.append(contract.get("customer") or {})

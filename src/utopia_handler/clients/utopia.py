@@ -254,16 +254,20 @@ class UtopiaClient(ClientBase):
         status: str | None = None,
         site_id: str | None = None,
         order_ref: str | None = None,
+        network: str | None = None,
     ) -> OrderList:
         """UTOPIA's orders for this provider, optionally filtered; see OrderList for `readable`.
 
         The reply's shape has never been recorded, so it is read by `read_order_list`, which
-        depends on no shape. A blank filter is not sent.
+        depends on no shape. A blank filter is not sent. `network` asks about that network
+        instead of the client's own (UTOPIA_NETWORK); reconciliation asks each of
+        UTOPIA_NETWORKS in turn with one client.
         """
         label = "orders"
         filters = {"status": status, "siteid": site_id, "orderref": order_ref}
         body = self._body(
-            {name: value for name, value in filters.items() if value and value.strip()}
+            {name: value for name, value in filters.items() if value and value.strip()},
+            network=network,
         )
         response = self._http.request(label, "POST", f"{self._base_url}/spquery/{label}", json=body)
         if response.status_code == 401:
@@ -292,10 +296,11 @@ class UtopiaClient(ClientBase):
             raise RejectedError(SERVICE, f"{label} refused: {reason}", code=response.status_code)
         return orders
 
-    def _body(self, fields: dict[str, str]) -> dict[str, str]:
+    def _body(self, fields: dict[str, str], *, network: str | None = None) -> dict[str, str]:
         body = {"apikey": self._api_key, **{name: value.strip() for name, value in fields.items()}}
-        if self._network:
-            body["network"] = self._network
+        chosen = network or self._network
+        if chosen:
+            body["network"] = chosen
         return body
 
     def _post(self, label: str, order_ref: str) -> httpx.Response:

@@ -178,6 +178,26 @@ DEMO_ORDERS: dict[str, dict[str, Any]] = {
     ),
 }
 
+#: An order the demo adds to the UTOPIA stand-in after the first reconciliation and never sends a
+#: callback for: reconciliation finds it and it is provisioned like any other. Not seeded.
+MISSED_DEMO_ORDER: tuple[str, dict[str, Any]] = (
+    "UIA202611-004223",
+    _contract(
+        customer={
+            "firstname": "Odette",
+            "lastname": "Quarrington",
+            "email": "odette.q@example.com",
+            "phone": "8015550177",
+        },
+        address=_address("207391", "88 N 400 E", "Provo", "Utah", "84606"),
+        billing=_billing(
+            "Odette Quarrington", "8015550177", "88 N 400 E", "Provo", "Utah", "84606"
+        ),
+        items=[_plan_item("1 Gbps")],
+        terms_date="2026-11-27 18:40:02",
+    ),
+)
+
 #: Keyword arguments for PowerCodeEmulator.add_customer: accounts that predate the demo orders.
 EXISTING_CUSTOMERS: list[dict[str, Any]] = [
     # The same person as order UIA202611-004220, street spelled out in full.

@@ -28,6 +28,10 @@ PDF_CONTENT_TYPE = "application/pdf; charset=UTF-8"
 #: "refs_only" ["UIA...", ...]
 #: "php"       {"0": {"orderref", "status", "siteid"}, "1": {...}} (a PHP list sent as an object)
 ORDER_LIST_SHAPES = ("objects", "wrapped", "keyed", "refs_only", "php")
+#: Replies that are no order list, for the client and reconciliation to call unreadable:
+#: "html"      a 200 HTML page (a proxy's maintenance page in front of UTOPIA)
+#: "message"   {"message": "ok"}: JSON with no order in it and nothing saying it is empty
+UNREADABLE_ORDER_LIST_SHAPES = ("html", "message")
 #: An order's status in the list when neither add_order nor its contract gives one.
 DEFAULT_ORDER_STATUS = "Signed"
 #: What an order list with no order in it answers: UTOPIA's "nothing for you" error (404, as
@@ -108,7 +112,8 @@ class UtopiaEmulator(HttpEmulator):
         self.orders: dict[str, dict[str, Any]] = {}
         #: Each order's status in the order list (the contract keeps its own `status`).
         self.order_statuses: dict[str, str] = {}
-        #: The order list's reply shape, one of ORDER_LIST_SHAPES (a guess: see the module doc).
+        #: The order list's reply shape, one of ORDER_LIST_SHAPES (a guess: see the module doc),
+        #: or of UNREADABLE_ORDER_LIST_SHAPES.
         self.order_list_shape = "objects"
         #: What an order list with nothing to list answers, one of EMPTY_ORDER_LIST_REPLIES.
         self.empty_order_list_reply = "not_ours"
@@ -209,8 +214,14 @@ class UtopiaEmulator(HttpEmulator):
         ]
 
     def _order_list(self, body: dict[str, Any]) -> Reply:
-        if self.order_list_shape not in ORDER_LIST_SHAPES:
-            raise ValueError(f"order_list_shape must be one of {ORDER_LIST_SHAPES}")
+        shapes = ORDER_LIST_SHAPES + UNREADABLE_ORDER_LIST_SHAPES
+        if self.order_list_shape not in shapes:
+            raise ValueError(f"order_list_shape must be one of {shapes}")
+        if self.order_list_shape == "html":
+            page = b"<html><body><h1>Down for maintenance</h1></body></html>"
+            return Reply(body=page, content_type="text/html; charset=utf-8")
+        if self.order_list_shape == "message":
+            return Reply.json({"message": "ok"})
         listed = self._listed(body)
         if not listed and self.empty_order_list_reply == "not_ours":
             return Reply.json({"error": NOT_OURS}, status=404)

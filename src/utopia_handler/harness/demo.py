@@ -21,6 +21,7 @@ from sqlalchemy import select
 
 from utopia_handler import accounts
 from utopia_handler.emulators import Emulators, start_emulators
+from utopia_handler.emulators.seed import MISSED_DEMO_ORDER
 from utopia_handler.logs import setup_logging
 from utopia_handler.report import order_story, test_emails
 from utopia_handler.runtime import Runtime, build_runtime
@@ -28,7 +29,7 @@ from utopia_handler.server import ServiceHandle
 from utopia_handler.settings import load_settings
 from utopia_handler.store import queries
 from utopia_handler.store.console_models import Role
-from utopia_handler.store.models import Order
+from utopia_handler.store.models import Order, ReconcileOutcome, ReconcileRun
 from utopia_handler.timeutil import utcnow
 
 PLAIN_ORDER = "UIA202611-004217"
@@ -37,6 +38,8 @@ UNMAPPED_ORDER = "UIA202611-004219"
 EXISTING_CUSTOMER_ORDER = "UIA202611-004220"
 GEOCODE_ORDER = "UIA202611-004221"
 UNKNOWN_ORDER = "UIA202611-999999"
+MISSED_ORDER = MISSED_DEMO_ORDER[0]
+RECONCILE_SECONDS = 2
 
 
 def _free_port(preferred: int) -> int:
@@ -62,6 +65,8 @@ def demo_environment(emulators: Emulators, data_dir: Path, port: int) -> dict[st
         "RETRY_BASE_SECONDS": "0.5",
         "RETRY_MAX_SECONDS": "2",
         "POLL_SECONDS": "0.2",
+        # Reconciliation every 2 s, so the missed order is found while you watch.
+        "RECONCILE_INTERVAL_SECONDS": str(RECONCILE_SECONDS),
         # The demo serves plain http on loopback; a browser would drop a Secure cookie there.
         "SESSION_COOKIE_SECURE": "false",
     }
@@ -102,15 +107,32 @@ def send_demo_callbacks(url: str, token: str) -> list[str]:
     return lines
 
 
-def wait_until_settled(handle: ServiceHandle, timeout: float) -> bool:
-    """Wait until no order is active and no e-mail is pending."""
+def wait_until_settled(handle: ServiceHandle, timeout: float, *refs: str) -> bool:
+    """Wait until the orders `refs` exist, no order is active and no e-mail is pending."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         with handle.runtime.store.read() as session:
-            if queries.all_work_finished(session):
+            known = all(queries.find_order(session, ref) is not None for ref in refs)
+            if known and queries.all_work_finished(session):
                 return True
         time.sleep(0.2)
     return False
+
+
+def wait_for_baseline(handle: ServiceHandle, timeout: float) -> ReconcileRun | None:
+    """The worker's first good reconciliation (the baseline), once it is recorded."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with handle.runtime.store.read() as session:
+            run = session.scalar(
+                select(ReconcileRun).where(
+                    ReconcileRun.outcome == ReconcileOutcome.OK, ReconcileRun.baseline.is_(True)
+                )
+            )
+        if run is not None:
+            return run
+        time.sleep(0.1)
+    return None
 
 
 def run_demo(*, stay_up: bool, port: int = 5050, settle_timeout: float = 60.0) -> int:
@@ -138,18 +160,35 @@ def run_demo(*, stay_up: bool, port: int = 5050, settle_timeout: float = 60.0) -
         click.echo(
             f"console:   {handle.url}/  log in as {DEMO_ADMIN} with password {demo_password}\n"
         )
-        click.secho("Callbacks sent (answers as UTOPIA sees them):", bold=True)
+        click.secho(
+            f"Reconciliation with UTOPIA's order list (every {RECONCILE_SECONDS} s):", bold=True
+        )
+        baseline = wait_for_baseline(handle, settle_timeout)
+        if baseline is None:
+            click.echo("  the first reconciliation did not happen in time")
+        else:
+            click.echo(
+                f"  first run, the baseline: the {baseline.new_count} orders UTOPIA lists already "
+                "are recorded, not provisioned (their callbacks below provision them)"
+            )
+        click.secho("\nCallbacks sent (answers as UTOPIA sees them):", bold=True)
         token = environment["UTOPIA_CALLBACK_TOKEN"]
         for line in send_demo_callbacks(handle.url, token):
             click.echo(line)
+        # An order whose callback never comes: only reconciliation can find it.
+        emulators.utopia.add_order(*MISSED_DEMO_ORDER)
+        click.echo(
+            f"  {'(no callback ever)':<30} {MISSED_ORDER:<18} -> added to the UTOPIA stand-in only"
+        )
         click.echo("\nworking...", nl=False)
-        settled = wait_until_settled(handle, settle_timeout)
+        settled = wait_until_settled(handle, settle_timeout, MISSED_ORDER)
         click.echo(" done.\n" if settled else " still busy after the time limit.\n")
         print_report(handle, emulators)
         click.secho("Where to look next:", bold=True)
         click.echo(
             f"  the console:     {handle.url}/  (user {DEMO_ADMIN}, password {demo_password})"
         )
+        click.echo(f"  reconciliation:  {handle.url}/reconciliation")
         click.echo(f"  log file:        {settings.log_file}")
         click.echo(
             f"  an order's story: DATABASE_URL={settings.database_url} ./run orders show {UNMAPPED_ORDER}"
@@ -185,6 +224,21 @@ def print_report(handle: ServiceHandle, emulators: Emulators) -> None:
                 f"Test callbacks: {len(tests)} test e-mail(s) {', '.join(n.state.value for n in tests)}\n"
             )
         waiting = queries.count_orders_by_state(session)
+        runs = list(session.scalars(select(ReconcileRun).order_by(ReconcileRun.id)))
+    click.secho(f"Reconciliation runs ({len(runs)}):", bold=True)
+    for run in runs:
+        if run.outcome != ReconcileOutcome.OK:
+            click.echo(f"  {run.started_at:%H:%M:%S} {run.outcome.value}: {run.error}")
+        elif run.new_refs:
+            did = "recorded (baseline)" if run.baseline else "found, no callback"
+            click.echo(
+                f"  {run.started_at:%H:%M:%S} listed {run.listed_count}, {did}: "
+                + ", ".join(run.new_refs)
+            )
+    quiet = sum(1 for run in runs if run.outcome == ReconcileOutcome.OK and not run.new_refs)
+    if quiet:
+        click.echo(f"  and {quiet} run(s) that found every listed order known")
+    click.echo("")
     click.secho(
         f"E-mails received by the SMTP stand-in ({len(emulators.smtp.messages)}):", bold=True
     )

@@ -80,6 +80,12 @@ class EmailRenderer:
             "ticket_id": None,
             "contact": None,
             "attachment_note": attachment_note,
+            # Reconciliation's e-mails, about no one order.
+            "found": list(context.get("found", [])),
+            "since": context.get("since", ""),
+            "never_read": bool(context.get("never_read", False)),
+            "hours": context.get("hours", ""),
+            "problems": list(context.get("problems", [])),
         }
         if facts is not None:
             variables.update(
@@ -111,6 +117,11 @@ def _subject(kind: NotificationKind, variables: dict[str, Any], context: dict[st
         return f"Duplicate Customer Detected - Order {ref}"
     if kind == NotificationKind.TEST:
         return f"UTOPIA test callback received - {ref}"
+    if kind == NotificationKind.MISSED_ORDERS:
+        count = len(variables["found"])
+        return f"Missed UTOPIA orders found - {count} order{'s' if count != 1 else ''} with no callback"
+    if kind == NotificationKind.RECONCILE_STALE:
+        return f"UTOPIA's order list not read for {variables['hours']} h - reconciliation"
     headline = context.get("headline") or "Order waiting for a person"
     return f"{headline} - Order {ref}"
 

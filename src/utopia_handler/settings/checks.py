@@ -21,6 +21,15 @@ def check_conflicts(s: Settings) -> None:
             f"({worker.retry_base_seconds:g})",
             "make it at least RETRY_BASE_SECONDS",
         )
+    reconcile = s.reconcile
+    if reconcile.alert_seconds <= reconcile.interval_seconds:
+        # Every run would find the last good one "too old": an alert after each good run.
+        fail(
+            "RECONCILE_ALERT_HOURS",
+            f"{reconcile.alert_seconds / 3600:g} h is not longer than RECONCILE_INTERVAL_SECONDS "
+            f"({reconcile.interval_seconds} s)",
+            "make it longer than a few intervals",
+        )
     if s.powercode.ca_bundle is not None and not s.powercode.verify_ssl:
         fail(
             "PC_VERIFY_SSL",

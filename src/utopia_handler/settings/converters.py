@@ -312,6 +312,26 @@ def choice(choices: tuple[C, ...]) -> Callable[[str, object], C]:
     return convert
 
 
+def choice_list(choices: tuple[C, ...]) -> Callable[[str, object], tuple[C, ...]]:
+    """A converter to one or more of `choices`: comma-separated text or a TOML list, each once."""
+
+    def convert(label: str, raw: object) -> tuple[C, ...]:
+        items = raw if isinstance(raw, list) else to_text(label, raw).split(",")
+        picked = tuple(
+            to_choice(label, item, choices)
+            for item in items
+            if not (isinstance(item, str) and not item.strip())
+        )
+        if not picked:
+            fail(label, "is empty", f"name one or more of {', '.join(choices)}, comma-separated")
+        for index, value in enumerate(picked):
+            if value in picked[:index]:
+                fail(label, f"{value} is listed twice", "list each once")
+        return picked
+
+    return convert
+
+
 # --- ids and services ----------------------------------------------------------------------------
 
 

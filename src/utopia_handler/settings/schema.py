@@ -99,7 +99,23 @@ class UtopiaSettings:
     url: str = "https://api.utopiafiber.com"
     api_key: Secret | None = None
     network: str | None = None
+    # The networks whose order lists are reconciled; empty: the one of `network`.
+    networks: tuple[str, ...] = ()
     timeouts: Timeouts = field(default_factory=Timeouts)
+
+    def reconciled_networks(self) -> tuple[str | None, ...]:
+        """Each network to ask for its order list; None means a call without `network`."""
+        return self.networks or (self.network,)
+
+
+@dataclass(frozen=True)
+class ReconcileSettings:
+    """Reconciliation with UTOPIA's order list: whether, how often, and when staff are alerted."""
+
+    enabled: bool = True
+    interval_seconds: int = 900
+    # Staff are e-mailed once when the last run that read every list is older than this.
+    alert_seconds: float = 24 * 3600.0
 
 
 @dataclass(frozen=True)
@@ -224,6 +240,7 @@ class Settings:
     web: WebSettings = field(default_factory=WebSettings)
     worker: WorkerSettings = field(default_factory=WorkerSettings)
     utopia: UtopiaSettings = field(default_factory=UtopiaSettings)
+    reconcile: ReconcileSettings = field(default_factory=ReconcileSettings)
     powercode: PowerCodeSettings = field(default_factory=PowerCodeSettings)
     mail: MailSettings = field(default_factory=MailSettings)
     provisioning: ProvisioningSettings = field(default_factory=ProvisioningSettings)

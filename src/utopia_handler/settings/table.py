@@ -17,6 +17,7 @@ from utopia_handler.settings.converters import (
     MASK,
     Converter,
     choice,
+    choice_list,
     integer,
     mask_credentials,
     number,
@@ -275,6 +276,13 @@ VARIABLES: tuple[Variable, ...] = (
         f"optional `network` parameter ({', '.join(NETWORKS)})",
     ),
     Variable(
+        "UTOPIA_NETWORKS",
+        "utopia.networks",
+        choice_list(NETWORKS),
+        "comma-separated networks whose order lists reconciliation reads, each in turn",
+        default="`UTOPIA_NETWORK` if set, else one call without `network`",
+    ),
+    Variable(
         "UTOPIA_CONNECT_TIMEOUT",
         "utopia.timeouts.connect",
         number(high=600),
@@ -285,6 +293,27 @@ VARIABLES: tuple[Variable, ...] = (
         "utopia.timeouts.read",
         number(high=3600),
         "seconds to wait for UTOPIA's answer",
+    ),
+    # Reconciliation with UTOPIA's order list
+    Variable(
+        "RECONCILE_ENABLED",
+        "reconcile.enabled",
+        to_bool,
+        "workers compare UTOPIA's order list with the orders known here, to find orders whose "
+        'callback never came (see "Reconciliation")',
+    ),
+    Variable(
+        "RECONCILE_INTERVAL_SECONDS",
+        "reconcile.interval_seconds",
+        integer(1, 7 * 86400),
+        "seconds between reconciliations (one process runs each, whatever the number of workers)",
+    ),
+    Variable(
+        "RECONCILE_ALERT_HOURS",
+        "reconcile.alert_seconds",
+        to_hours_as_seconds,
+        "staff are e-mailed once when UTOPIA's order list has not been read for this many hours",
+        default="`24`",
     ),
     # PowerCode
     Variable(

@@ -16,6 +16,7 @@ from sqlalchemy import delete, or_, select, update
 from sqlalchemy.orm import Session
 
 from utopia_handler.process_identity import ProcessIdentity
+from utopia_handler.store.jobs import release_jobs_of
 from utopia_handler.store.models import (
     AttemptOutcome,
     Notification,
@@ -115,6 +116,7 @@ def take_over(session: Session, worker: str, now: datetime, call_window: timedel
         .values(lease_owner=None, lease_expires_at=None)
         .returning(Notification.id)
     ).all()
+    release_jobs_of(session, worker)
     forget(session, worker)
     return TakenOver(worker, len(held), len(in_flight), len(mail))
 

@@ -1,4 +1,4 @@
-"""Tables: callbacks received, orders and their step attempts, and the e-mail outbox.
+"""Tables: callbacks received, orders and their step attempts, the e-mail outbox, reconciliation.
 
 Each order's history is rows a person can read later, not log lines to grep.
 Times are naive UTC datetimes everywhere (SQLite keeps no time zone).
@@ -82,6 +82,15 @@ class NotificationKind(enum.StrEnum):
     HELD = "held"
     FAILED = "failed"
     TEST = "test"
+    # Reconciliation's, about no one order: what one run found, and a list not read for long.
+    MISSED_ORDERS = "missed_orders"
+    RECONCILE_STALE = "reconcile_stale"
+
+
+class ReconcileOutcome(enum.StrEnum):
+    OK = "ok"  # the order list was read whole (it may be empty)
+    FAILED = "failed"  # UTOPIA could not be asked or refused: down, timed out, 401...
+    UNREADABLE = "unreadable"  # UTOPIA answered, but not with a list that could be read whole
 
 
 class NotificationState(enum.StrEnum):
@@ -236,3 +245,41 @@ class WorkerProcess(Base):
     pid_space: Mapped[str] = mapped_column(String(100))
     started_at: Mapped[datetime]
     heartbeat_at: Mapped[datetime]
+
+
+class ReconcileRun(Base):
+    """One network's order list read by one reconciliation: what it listed and what was new.
+
+    No personal data: order refs, counts, and an error text that never quotes UTOPIA's reply.
+    """
+
+    __tablename__ = "reconcile_runs"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    started_at: Mapped[datetime]
+    finished_at: Mapped[datetime]
+    network: Mapped[str | None] = mapped_column(String(32))  # None: asked without `network`
+    outcome: Mapped[ReconcileOutcome] = mapped_column(_enum(ReconcileOutcome))
+    dry_run: Mapped[bool] = mapped_column(default=False)  # recorded only; nothing was changed
+    # The network's first good run: what it listed was recorded, not provisioned.
+    baseline: Mapped[bool] = mapped_column(default=False)
+    listed_count: Mapped[int] = mapped_column(default=0)
+    new_count: Mapped[int] = mapped_column(default=0)
+    error: Mapped[str | None] = mapped_column(Text)  # why the list was not read
+    new_refs: Mapped[list[str] | None] = mapped_column(JSON)  # refs no order row had
+
+    __table_args__ = (Index("ix_reconcile_runs_network_outcome", "network", "outcome"),)
+
+
+class JobLease(Base):
+    """A periodic job that one process at a time runs (reconciliation): who holds it, when it
+    last began, and what its alert needs to know."""
+
+    __tablename__ = "job_leases"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    owner: Mapped[str | None] = mapped_column(String(80))  # a worker's name, as lease_owner
+    expires_at: Mapped[datetime | None]
+    last_started_at: Mapped[datetime | None]  # a period is counted from here
+    last_good_at: Mapped[datetime | None]  # the last run that read every network's list
+    alerted_at: Mapped[datetime | None]  # the last "not read for too long" e-mail

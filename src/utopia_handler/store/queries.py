@@ -373,6 +373,28 @@ def enqueue_notification(
     )
 
 
+def enqueue_staff_notification(
+    session: Session,
+    kind: NotificationKind,
+    message_id: str,
+    context: dict[str, Any],
+    now: datetime,
+) -> None:
+    """Queue one staff e-mail about no one order (reconciliation's), with the given Message-ID."""
+    session.add(
+        Notification(
+            order_id=None,
+            kind=kind,
+            message_id=message_id,
+            context=context,
+            state=NotificationState.PENDING,
+            created_at=now,
+            next_attempt_at=now,
+            attempts=0,
+        )
+    )
+
+
 # Reading for people -----------------------------------------------------------------------------
 
 

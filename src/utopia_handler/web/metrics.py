@@ -13,7 +13,7 @@ import hmac
 import ipaddress
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 
 from flask import Blueprint, Response, current_app, jsonify, request
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
@@ -40,6 +40,8 @@ from utopia_handler.store.models import (
     NotificationState,
     Order,
     OrderState,
+    ReconcileOutcome,
+    ReconcileRun,
     Step,
     StepAttempt,
 )
@@ -107,6 +109,42 @@ def _count(session: Session, *conditions: ColumnElement[bool]) -> int:
     return int(session.scalar(select(func.count()).select_from(Order).where(*conditions)) or 0)
 
 
+@dataclass
+class ReconcileNumbers:
+    """Reconciliation as /metrics tells it; dry runs are left out (they change nothing)."""
+
+    runs: dict[ReconcileOutcome, int] = field(default_factory=dict)
+    missed_found: int = 0  # orders found with no callback, after each network's baseline
+    last_good: dict[str, datetime] = field(default_factory=dict)  # network label -> finished
+
+
+def reconcile_numbers(session: Session) -> ReconcileNumbers:
+    """Runs by outcome, missed orders found, and each network's last good run."""
+    numbers = ReconcileNumbers()
+    real = ReconcileRun.dry_run.is_(False)
+    for outcome, count in session.execute(
+        select(ReconcileRun.outcome, func.count()).where(real).group_by(ReconcileRun.outcome)
+    ):
+        numbers.runs[ReconcileOutcome(outcome)] = count
+    numbers.missed_found = int(
+        session.scalar(
+            select(func.coalesce(func.sum(ReconcileRun.new_count), 0)).where(
+                real,
+                ReconcileRun.outcome == ReconcileOutcome.OK,
+                ReconcileRun.baseline.is_(False),
+            )
+        )
+        or 0
+    )
+    for network, finished in session.execute(
+        select(ReconcileRun.network, func.max(ReconcileRun.finished_at))
+        .where(real, ReconcileRun.outcome == ReconcileOutcome.OK)
+        .group_by(ReconcileRun.network)
+    ):
+        numbers.last_good[network or "default"] = finished
+    return numbers
+
+
 @dataclass(frozen=True)
 class StepDurations:
     step: Step
@@ -151,6 +189,7 @@ class _StoreCollector(Collector):
         with self._store.read() as session:
             shot = snapshot(session, self._now)
             durations = step_durations(session)
+            reconciled = reconcile_numbers(session)
         callbacks = CounterMetricFamily(
             "utopia_handler_callbacks", "Callbacks received, by outcome.", labels=["outcome"]
         )
@@ -218,6 +257,32 @@ class _StoreCollector(Collector):
             "Seconds since the oldest order now waiting for a person was received (0: none).",
             value=shot.oldest_waiting_age(self._now),
         )
+        yield from _reconcile_metrics(reconciled)
+
+
+def _reconcile_metrics(numbers: ReconcileNumbers) -> Iterable[Metric]:
+    runs = CounterMetricFamily(
+        "utopia_handler_reconcile_runs",
+        "Reconciliation runs (one per network read), by outcome; dry runs not counted.",
+        labels=["outcome"],
+    )
+    for outcome in ReconcileOutcome:
+        runs.add_metric([outcome.value], numbers.runs.get(outcome, 0))
+    yield runs
+    yield CounterMetricFamily(
+        "utopia_handler_reconcile_missed_orders_found",
+        "Orders UTOPIA listed that no callback had brought, found and queued by reconciliation "
+        "(the baseline's recorded orders not counted).",
+        value=numbers.missed_found,
+    )
+    last_good = GaugeMetricFamily(
+        "utopia_handler_reconcile_last_good_timestamp_seconds",
+        "When a reconciliation last read the network's order list whole (Unix time, UTC).",
+        labels=["network"],
+    )
+    for network, finished in sorted(numbers.last_good.items()):
+        last_good.add_metric([network], finished.replace(tzinfo=UTC).timestamp())
+    yield last_good
 
 
 def _bound(value: float) -> str:

@@ -27,6 +27,7 @@ def init_app(app: Flask, runtime: Runtime) -> None:
         orders,
         pages,
         provision,
+        reconcile,
         shadow,
     )
 

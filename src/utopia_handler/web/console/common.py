@@ -99,6 +99,8 @@ EMAIL_WORDS = {
     NotificationKind.HELD: "order waiting for a person",
     NotificationKind.FAILED: "order failed",
     NotificationKind.TEST: "test",
+    NotificationKind.MISSED_ORDERS: "missed orders found by reconciliation",
+    NotificationKind.RECONCILE_STALE: "UTOPIA's order list not read for too long",
 }
 EMAIL_STATE_WORDS = {
     NotificationState.PENDING: "waiting to be sent",

@@ -20,6 +20,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from utopia_handler import actions, audit, lifecycle
 from utopia_handler.actions import ActionRefused
 from utopia_handler.clients.utopia import Contract
+from utopia_handler.reconcile import ACTOR as RECONCILIATION
 from utopia_handler.store import queries
 from utopia_handler.store.console_models import Role
 from utopia_handler.store.models import (
@@ -124,7 +125,7 @@ def order_search_clear() -> ResponseReturnValue:
 @dataclass(frozen=True)
 class TimelineEntry:
     at: datetime
-    kind: str  # callback, attempt, email, person
+    kind: str  # callback, attempt, email, person, reconciliation
     title: str
     outcome: str
     detail: str
@@ -183,14 +184,15 @@ def _timeline(db: Session, order: Order) -> tuple[list[TimelineEntry], list[obje
             )
         )
     for entry in audit.entries(db, limit=200, order_ref=order.order_ref):
+        automatic = entry.actor == RECONCILIATION
         entries.append(
             TimelineEntry(
                 entry.at,
-                "person",
+                "reconciliation" if automatic else "person",
                 f"{entry.actor}: {entry.action.replace('_', ' ')}",
-                "by a person",
+                "automatic" if automatic else "by a person",
                 entry.detail or "",
-                "info",
+                "warn" if automatic else "info",
             )
         )
     entries.sort(key=lambda e: e.at)
