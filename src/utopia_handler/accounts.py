@@ -1,7 +1,8 @@
 """Console users: passwords, roles, sessions, login throttling and the first admin of a move-over.
 
-Passwords are hashed with argon2id. bcrypt hashes (the old handler's `ADMIN_PASS_HASH`) are
-accepted and replaced with argon2 at the next successful login. Throttling counts failures in
+Passwords are hashed with argon2id. bcrypt hashes (the old handler's `ADMIN_PASS_HASH`, and its
+users brought over by `import-old`) are accepted and replaced with argon2 at the next successful
+login. Throttling counts failures in
 the database, so it holds across processes and restarts.
 """
 
@@ -43,6 +44,7 @@ SESSION_MAX = timedelta(hours=12)
 _SEEN_RESOLUTION = timedelta(minutes=1)
 _NAME_RE = re.compile(r"[a-z0-9][a-z0-9._@-]{0,63}")
 _BCRYPT_PREFIXES = ("$2a$", "$2b$", "$2y$")
+_BCRYPT_RE = re.compile(r"\$2[aby]\$[0-9]{2}\$[./A-Za-z0-9]{53}")
 
 
 class AccountError(Exception):
@@ -143,6 +145,44 @@ def add_user(
     session.add(user)
     session.flush()
     audit.record(session, actor, "user_add", now, detail=f"{normal} as {role.value}")
+    return user
+
+
+def is_bcrypt_hash(text: str) -> bool:
+    """Whether the text is a bcrypt hash as the old handler stored it ($2b$12$ and 53 more)."""
+    return bool(_BCRYPT_RE.fullmatch(text))
+
+
+def import_user(
+    session: Session,
+    name: str,
+    bcrypt_hash: str,
+    role: Role,
+    now: datetime,
+    *,
+    actor: str,
+    disabled: bool = False,
+    source: str = "the old handler",
+) -> User:
+    """Add a user with the old handler's bcrypt hash, kept as it is until their first login.
+
+    The login replaces it with an argon2id hash, as it does for ADMIN_PASS_HASH.
+    AccountError when the name is unusable or taken, or the hash is not bcrypt.
+    """
+    normal = check_name(name)
+    if not is_bcrypt_hash(bcrypt_hash):
+        raise AccountError("the password hash is not a bcrypt hash ($2b$...)")
+    if find_user(session, normal) is not None:
+        raise AccountError(f"a user named {normal!r} exists already")
+    user = User(
+        name=normal, password_hash=bcrypt_hash, role=role, disabled=disabled, created_at=now
+    )
+    session.add(user)
+    session.flush()
+    state = ", disabled" if disabled else ""
+    audit.record(
+        session, actor, "user_add", now, detail=f"{normal} as {role.value}{state} from {source}"
+    )
     return user
 
 

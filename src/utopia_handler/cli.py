@@ -667,6 +667,37 @@ def users_set_password(ctx: click.Context, name: str) -> None:
     )
 
 
+@cli.command("import-old")
+@click.argument("path", type=click.Path(path_type=Path, exists=True, file_okay=False))
+@click.option("--dry-run", is_flag=True, help="Print what would be imported; write nothing.")
+@click.pass_context
+def import_old(ctx: click.Context, path: Path, dry_run: bool) -> None:
+    """Bring the old handler's users, failed orders and ticket template over from its folder PATH.
+
+    Also checks its .env with this handler's settings loader and says what means something else
+    here and what is missing. Running it again imports nothing twice.
+    """
+    from utopia_handler.import_old.files import read_old_installation
+    from utopia_handler.import_old.importer import database_missing, report_lines, run_import
+    from utopia_handler.store.db import Store
+    from utopia_handler.tickets import TicketRenderer
+    from utopia_handler.timeutil import utcnow
+
+    settings = _settings(ctx.find_root(), require_runtime=False)
+    old = read_old_installation(path.resolve())
+    # Only to check that an imported template renders; the template file is never read.
+    renderer = TicketRenderer(Path(os.devnull), settings.provisioning.ticket.summary)
+    url = settings.database_url
+    store = None if dry_run and database_missing(url) else Store(url)
+    try:
+        plan = run_import(store, old, renderer, utcnow(), dry_run=dry_run)
+    finally:
+        if store is not None:
+            store.close()
+    for line in report_lines(plan, dry_run=dry_run):
+        click.echo(line)
+
+
 @cli.command()
 @click.option("--powercode-port", default=8444, show_default=True)
 @click.option("--utopia-port", default=8445, show_default=True)

@@ -324,7 +324,13 @@ def save_always_services(
 
 
 def save_ticket_template(
-    session: Session, renderer: TicketRenderer, source: str, actor: str, now: datetime
+    session: Session,
+    renderer: TicketRenderer,
+    source: str,
+    actor: str,
+    now: datetime,
+    *,
+    note: str | None = None,
 ) -> ConfigVersion:
     """Put a new ticket template in force, after checking it renders the sample order."""
     preview_ticket(renderer, source)
@@ -334,8 +340,8 @@ def save_ticket_template(
         {"source": source},
         actor,
         now,
-        None,
-        f"{len(source)} characters",
+        note,
+        f"{len(source)} characters" + (f" ({note})" if note else ""),
     )
 
 

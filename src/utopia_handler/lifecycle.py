@@ -2,6 +2,7 @@
 
     recorded --a new-order message or a person--> received
     (nothing) --a callback, or reconciliation finding an order no callback brought--> received
+    (failed in the old handler, imported) --> waiting | done, resolved by hand
     received --worker--> in_progress --steps finish--> done | duplicate | not_ours
                               |  ^ retry later (a fault outside)
                               v  |
@@ -170,6 +171,35 @@ def queue_found_order(
     )
     session.add(order)
     session.flush()
+    return order
+
+
+def import_failed_order(
+    session: Session,
+    order_ref: str,
+    failure: str,
+    now: datetime,
+    *,
+    site_id: str | None = None,
+    resolution: str | None = None,
+) -> Order | None:
+    """An order the old handler failed, known here from now on; None if it is known already.
+
+    Unresolved, it waits for a person with `failure` as its reason; a person's retry then runs
+    every step from the contract lookup, and find_customer recognises a customer the old handler
+    may have made. With `resolution` (who resolved it there, and their note) it is done, resolved
+    by hand. No e-mail goes out: staff knew of these failures in the old handler.
+    """
+    if queries.find_order(session, order_ref) is not None:
+        return None
+    order = record_known_order(session, order_ref, failure, now, site_id=site_id)
+    if resolution is None:
+        order.state = OrderState.WAITING
+    else:
+        order.state = OrderState.DONE
+        order.step = Step.FINISHED
+        order.resolved_by_hand = True
+        order.reason = resolution
     return order
 
 

@@ -57,6 +57,18 @@ def check_conflicts(s: Settings) -> None:
 
 def check_runtime(s: Settings) -> None:
     """Refuse to serve or work with anything missing that a real order would need."""
+    for name, problem, fix in _runtime_gaps(s):
+        fail(name, problem, fix)
+
+
+def runtime_problems(s: Settings) -> list[str]:
+    """Every refusal `check_runtime` would make, one line each, instead of only the first."""
+    return [f"{name}: {problem}; {fix}" for name, problem, fix in _runtime_gaps(s)]
+
+
+def _runtime_gaps(s: Settings) -> list[tuple[str, str, str]]:
+    """(setting, problem, fix) for each thing missing that a real order would need, in order."""
+    gaps: list[tuple[str, str, str]] = []
     required = (
         ("PC_API_KEY", s.powercode.api_key is None, "set it to the PowerCode API key"),
         (
@@ -78,14 +90,14 @@ def check_runtime(s: Settings) -> None:
             f"set it to 16+ random characters, e.g. from {RANDOM_HINT}",
         ),
     )
-    for name, missing, fix in required:
-        if missing:
-            fail(name, "is not set", fix)
+    gaps += [(name, "is not set", fix) for name, missing, fix in required if missing]
     if s.web.secret_key is not None and len(s.web.secret_key.reveal()) < 16:
-        fail(
-            "SECRET_KEY",
-            "is shorter than 16 characters",
-            f"use 16+ random characters, e.g. from {RANDOM_HINT}",
+        gaps.append(
+            (
+                "SECRET_KEY",
+                "is shorter than 16 characters",
+                f"use 16+ random characters, e.g. from {RANDOM_HINT}",
+            )
         )
     # Signed callbacks authenticate on their own, so the token is not needed with them.
     if (
@@ -93,27 +105,34 @@ def check_runtime(s: Settings) -> None:
         and not s.web.guard.signing_secrets
         and not s.web.allow_unauthenticated_callbacks
     ):
-        fail(
-            "UTOPIA_CALLBACK_TOKEN",
-            "is not set",
-            "set it (16+ random characters) and register the callback URL with ?token=..., "
-            "or set CALLBACK_SIGNING_SECRETS for a sender that signs, "
-            "or set ALLOW_UNAUTHENTICATED_CALLBACKS=true to accept unauthenticated callbacks",
+        gaps.append(
+            (
+                "UTOPIA_CALLBACK_TOKEN",
+                "is not set",
+                "set it (16+ random characters) and register the callback URL with ?token=..., "
+                "or set CALLBACK_SIGNING_SECRETS for a sender that signs, "
+                "or set ALLOW_UNAUTHENTICATED_CALLBACKS=true to accept unauthenticated callbacks",
+            )
         )
     if not s.provisioning.plans:
-        fail(
-            "[plans]",
-            "no UTOPIA plan is mapped to a PowerCode service",
-            "add a [plans] table to the config file or set SERVICE_PLAN_250MBPS_ID",
+        gaps.append(
+            (
+                "[plans]",
+                "no UTOPIA plan is mapped to a PowerCode service",
+                "add a [plans] table to the config file or set SERVICE_PLAN_250MBPS_ID",
+            )
         )
     portal = s.provisioning.portal
     if portal.password == "shared" and portal.shared_password is None:  # noqa: S105
-        fail(
-            "CUSTOMER_PORTAL_PASSWORD",
-            'is not set but [portal] password = "shared" needs it',
-            'set it, or use password = "random"',
+        gaps.append(
+            (
+                "CUSTOMER_PORTAL_PASSWORD",
+                'is not set but [portal] password = "shared" needs it',
+                'set it, or use password = "random"',
+            )
         )
     if s.mail.username and s.mail.password is None:
-        fail("MAIL_PASSWORD", "is not set but MAIL_USERNAME is", "set both or neither")
+        gaps.append(("MAIL_PASSWORD", "is not set but MAIL_USERNAME is", "set both or neither"))
     if s.mail.password is not None and not s.mail.username:
-        fail("MAIL_USERNAME", "is not set but MAIL_PASSWORD is", "set both or neither")
+        gaps.append(("MAIL_USERNAME", "is not set but MAIL_PASSWORD is", "set both or neither"))
+    return gaps

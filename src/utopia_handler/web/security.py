@@ -74,6 +74,12 @@ def _within(address: IPAddress, networks: Iterable[IPNetwork]) -> bool:
     return any(address.version == net.version and address in net for net in networks)
 
 
+def from_trusted_proxy(peer: str | None, trusted_proxies: Sequence[IPNetwork]) -> bool:
+    """Whether the direct peer is one of `TRUSTED_PROXIES`, whose X-Forwarded-* headers count."""
+    address = parse_address(peer or "")
+    return address is not None and _within(address, trusted_proxies)
+
+
 def client_address(
     peer: str | None, forwarded_for: Sequence[str], trusted_proxies: Sequence[IPNetwork]
 ) -> IPAddress | None:

@@ -19,6 +19,7 @@ from utopia_handler.store.models import (
     OrderState,
     Step,
 )
+from utopia_handler.web.security import from_trusted_proxy
 
 bp = Blueprint(
     "console",
@@ -175,6 +176,29 @@ def duration(seconds: float) -> str:
     return f"{secs} s"
 
 
+def came_over_https() -> bool:
+    """Whether the browser reached us over https: directly, or as a trusted proxy says.
+
+    A proxy's X-Forwarded-Proto counts only from `TRUSTED_PROXIES` (the last value: the one the
+    proxy next to us wrote). gunicorn already turns it into the scheme for local proxies.
+    """
+    guard = runtime().settings.web.guard
+    if from_trusted_proxy(request.remote_addr, guard.trusted_proxies):
+        said = request.headers.get("X-Forwarded-Proto", "").split(",")[-1].strip().lower()
+        if said:
+            return said == "https"
+    return request.scheme == "https"
+
+
+def cookie_needs_https() -> bool:
+    """Whether logging in cannot work now: the session cookie is Secure and this is plain http.
+
+    A browser does not send a Secure cookie back over http (some make an exception for
+    localhost), so the login form would only ever answer "missing its security token".
+    """
+    return runtime().settings.console.session_cookie_secure and not came_over_https()
+
+
 def template_globals() -> dict[str, Any]:
     """Names every console template may use."""
     return {
@@ -188,6 +212,7 @@ def template_globals() -> dict[str, Any]:
         "OrderState": OrderState,
         "Role": Role,
         "Step": Step,
+        "cookie_needs_https": cookie_needs_https,
     }
 
 
