@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,13 @@ from utopia_handler.addresses import (
 )
 from utopia_handler.clients.utopia import parse_contract
 from utopia_handler.provisioning import Hold, build_new_customer, plan_services
-from utopia_handler.settings import PlanMapping, PortalPolicy, ProvisioningSettings, Secret
+from utopia_handler.settings import (
+    PlanMapping,
+    PortalPolicy,
+    ProvisioningSettings,
+    Secret,
+    load_settings,
+)
 from utopia_handler.tickets import TemplateProblem, TicketRenderer, from_legacy_syntax
 
 FIFTY_STATES = 50
@@ -98,6 +105,24 @@ def test_plan_text_matches_ignoring_case_and_spacing() -> None:
     assert [p.service_id for p in plan_services(fixture_contract("signed_1g_unit"), settings)] == [
         164
     ]
+
+
+@pytest.mark.parametrize("mapped", ["1 Gbps", "1Gbps", " 1 gbps ", "1  GBPS"])
+@pytest.mark.parametrize("sent", ["1Gbps", "1 Gbps", "1 GBPS "])
+def test_one_plan_key_for_settings_and_the_worker(tmp_path: Path, mapped: str, sent: str) -> None:
+    """A mapping the settings file accepts is the one the worker finds, whatever the spacing."""
+    config = tmp_path / "handler.toml"
+    config.write_text(f'[plans]\n"{mapped}" = 164\n', encoding="utf-8")
+    settings = load_settings(
+        {"DATA_DIR": str(tmp_path)},
+        config_path=config,
+        dotenv_path=tmp_path / "none.env",
+        require_runtime=False,
+    )
+    base = fixture_contract("signed_1g_unit")
+    contract = replace(base, items=tuple(replace(i, description=sent) for i in base.items[:1]))
+    planned = plan_services(contract, settings.provisioning)
+    assert [p.service_id for p in planned] == [164]
 
 
 def test_unmapped_plan_is_held_by_default_and_never_guessed() -> None:
