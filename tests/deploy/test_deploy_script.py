@@ -228,6 +228,8 @@ def site(
         "WEB_WORKERS": "1",
         "WEB_THREADS": "2",
         "POLL_SECONDS": "0.2",
+        # The stand-in lists its demo orders: a first reconciliation would record them all.
+        "RECONCILE_ENABLED": "false",
     }
     env_file.write_text("".join(f"{key}={value}\n" for key, value in settings.items()))
     env = {
