@@ -766,5 +766,22 @@ def chaos(
     sys.exit(0 if report.ok else 1)
 
 
+@cli.command()
+@click.argument("site_id")
+@click.pass_context
+def site(ctx: click.Context, site_id: str) -> None:
+    """Print what UTOPIA and PowerCode say about SITE_ID (the console's site panel, as text)."""
+    from utopia_handler.site_panel import SiteLookup, panel_text
+
+    if not site_id.strip().isdigit():
+        click.echo("SITE_ID must be UTOPIA's numeric site id", err=True)
+        sys.exit(2)
+    lookup = SiteLookup.from_settings(_settings(ctx))
+    try:
+        click.echo(panel_text(lookup.panel(site_id)))
+    finally:
+        lookup.close()
+
+
 def main() -> None:
     cli(obj={})

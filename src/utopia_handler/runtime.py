@@ -19,6 +19,7 @@ from utopia_handler.notify.smtp import SmtpSender
 from utopia_handler.provisioning import Provisioner
 from utopia_handler.settings import Settings
 from utopia_handler.shadow import ShadowPowerCodeClient, ShadowRecorder, ShadowUtopiaClient
+from utopia_handler.site_panel import SiteLookup
 from utopia_handler.store.db import Store
 from utopia_handler.tickets import TicketRenderer
 from utopia_handler.timeutil import utcnow
@@ -38,8 +39,17 @@ class Runtime:
     provisioner: Provisioner
     # Set when new work is stored, so an in-process worker starts at once instead of polling.
     wakeup: threading.Event = field(default_factory=threading.Event)
+    _site_lookup: SiteLookup | None = field(default=None, repr=False)
+
+    def site_lookup(self) -> SiteLookup:
+        """Read-only, short-timeout look-ups for the site panel and tools (made on first use)."""
+        if self._site_lookup is None:
+            self._site_lookup = SiteLookup.from_settings(self.settings)
+        return self._site_lookup
 
     def close(self) -> None:
+        if self._site_lookup is not None:
+            self._site_lookup.close()
         self.utopia.close()
         self.powercode.close()
         self.store.close()
