@@ -18,7 +18,8 @@ from utopia_handler.notify.messages import EmailRenderer
 from utopia_handler.notify.smtp import SmtpSender
 from utopia_handler.provisioning import Provisioner
 from utopia_handler.settings import Settings
-from utopia_handler.shadow import ShadowPowerCodeClient, ShadowRecorder
+from utopia_handler.shadow import ShadowPowerCodeClient, ShadowRecorder, ShadowUtopiaClient
+from utopia_handler.site_panel import SiteLookup
 from utopia_handler.store.db import Store
 from utopia_handler.tickets import TicketRenderer
 from utopia_handler.timeutil import utcnow
@@ -38,8 +39,17 @@ class Runtime:
     provisioner: Provisioner
     # Set when new work is stored, so an in-process worker starts at once instead of polling.
     wakeup: threading.Event = field(default_factory=threading.Event)
+    _site_lookup: SiteLookup | None = field(default=None, repr=False)
+
+    def site_lookup(self) -> SiteLookup:
+        """Read-only, short-timeout look-ups for the site panel and tools (made on first use)."""
+        if self._site_lookup is None:
+            self._site_lookup = SiteLookup.from_settings(self.settings)
+        return self._site_lookup
 
     def close(self) -> None:
+        if self._site_lookup is not None:
+            self._site_lookup.close()
         self.utopia.close()
         self.powercode.close()
         self.store.close()
@@ -50,12 +60,23 @@ def build_runtime(settings: Settings) -> Runtime:
     store = Store(settings.database_url)
     utopia_key = settings.utopia.api_key.reveal() if settings.utopia.api_key else ""
     pc_key = settings.powercode.api_key.reveal() if settings.powercode.api_key else ""
-    utopia = UtopiaClient(
-        settings.utopia.url,
-        utopia_key,
-        timeouts=settings.utopia.timeouts,
-        network=settings.utopia.network,
-    )
+    utopia: UtopiaClient
+    if settings.shadow_mode:
+        # Look-ups as usual; suspend, changespeed and other writes recorded instead of sent.
+        utopia = ShadowUtopiaClient(
+            settings.utopia.url,
+            utopia_key,
+            ShadowRecorder(store, utcnow),
+            timeouts=settings.utopia.timeouts,
+            network=settings.utopia.network,
+        )
+    else:
+        utopia = UtopiaClient(
+            settings.utopia.url,
+            utopia_key,
+            timeouts=settings.utopia.timeouts,
+            network=settings.utopia.network,
+        )
     # Plan mapping, always-added services, ticket template and PowerCode's learned replies, as
     # saved in the console or by `check-config --live`: read when needed, so all processes agree.
     stored = StoredSettings(store, settings.provisioning)

@@ -26,6 +26,7 @@ from sqlalchemy import select
 
 from utopia_handler.clients.http import DEFAULT_TIMEOUTS, as_int
 from utopia_handler.clients.powercode import LearnedReplies, PowerCodeClient, _Reply
+from utopia_handler.clients.utopia import UtopiaClient
 from utopia_handler.settings import Timeouts
 from utopia_handler.store.db import Store
 from utopia_handler.store.models import ShadowWrite, StepAttempt
@@ -37,6 +38,21 @@ READ_ACTIONS = frozenset(
         "readCustomerService",
         "readTicket",
         "readCustomerEquipment",
+    }
+)
+#: UTOPIA /spquery calls that only read; any other (suspend, changespeed...) is recorded.
+UTOPIA_READ_CALLS = frozenset(
+    {
+        "service",
+        "apview",
+        "macsearch",
+        "checkaccess",
+        "customer",
+        "products",
+        "projects",
+        "projectdetail",
+        "outagetickets",
+        "outageticket",
     }
 )
 MASK = "********"
@@ -156,6 +172,29 @@ class ShadowPowerCodeClient(PowerCodeClient):
         self._recorder.record("powercode", f"uapi:tags {method}", dict(query))
         tags: Sequence[str] = [value for name, value in query if name == "tags[]"]
         return [{"TagID": tag} for tag in tags]
+
+
+class ShadowUtopiaClient(UtopiaClient):
+    """UTOPIA with look-ups passed through and the subscriber writes recorded, deny by default."""
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str,
+        recorder: ShadowRecorder,
+        *,
+        timeouts: Timeouts = DEFAULT_TIMEOUTS,
+        network: str | None = None,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        super().__init__(base_url, api_key, timeouts=timeouts, network=network, transport=transport)
+        self._recorder = recorder
+
+    def _spquery(self, label: str, fields: dict[str, str]) -> tuple[int, Any]:
+        if label in UTOPIA_READ_CALLS:
+            return super()._spquery(label, fields)
+        self._recorder.record("utopia", label, fields)
+        return 200, {"status": "recorded in shadow mode, not sent"}
 
 
 def _made_up_reply(action: str, order_id: int | None) -> dict[str, Any]:

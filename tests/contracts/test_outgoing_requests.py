@@ -141,6 +141,18 @@ CONTRACTS: dict[str, Contract] = {
         _form("responsibleGroupID", ID),
         _form("customerViewable", FLAG),
     ),
+    "updateCustomerStatus": _classic(
+        "updateCustomerStatus",
+        "Fields: customerID and status (e.g. Active) (one source).",
+        _form("customerID", ID),
+        _form("status", r"[A-Z][A-Za-z ]*"),
+    ),
+    "readCustomerEquipment": _classic(
+        "readCustomerEquipment",
+        "readCustomerEquipment is named by one source; customerID as every per-customer read.",
+        _form("customerID", ID),
+    ),
+    "readTicket": _classic("readTicket", "Fields: ticketID (one source).", _form("ticketID", ID)),
     "list tags": Contract(
         "GET",
         "/uapi/customer/tags/customer",
@@ -198,6 +210,91 @@ CONTRACTS: dict[str, Contract] = {
         "apikey (one provider's production code; the reply's shape is not recorded).",
     ),
 }
+
+_UTOPIA_EVIDENCE = (
+    "UTOPIA: every call is a POST with a JSON body carrying the key as apikey; the endpoint and "
+    "its fields are in the reference's table (one provider's production code). "
+)
+_NETWORK = Param("network", "json", "UTOPIA|BOUNTIFULFIBER|IDAHOFALLS|BOZEMAN", required=False)
+_SITE = r"[0-9]+"
+_CID = r"[A-Za-z0-9-]+"
+_DAY = r"[0-9]{4}-[0-9]{2}-[0-9]{2}"
+
+
+def _spquery(endpoint: str, evidence: str, *params: Param) -> Contract:
+    """A UTOPIA /spquery call: JSON body with apikey, optional network, and its own fields."""
+    return Contract(
+        "POST",
+        f"/spquery/{endpoint}",
+        "json",
+        (Param("apikey", "json", re.escape(UTOPIA_KEY)), _NETWORK, *params),
+        _UTOPIA_EVIDENCE + evidence,
+    )
+
+
+def _json(name: str, value: str, *, required: bool = True) -> Param:
+    return Param(name, "json", value, required)
+
+
+CONTRACTS.update(
+    {
+        "service": _spquery("service", "Fields: siteid.", _json("siteid", _SITE)),
+        "apview": _spquery("apview", "Fields: siteid.", _json("siteid", _SITE)),
+        "macsearch": _spquery(
+            "macsearch",
+            "Fields: mac, hourshistory.",
+            _json("mac", r"[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}"),
+            _json("hourshistory", r"[0-9]+"),
+        ),
+        "checkaccess": _spquery(
+            "checkaccess", "Fields: siteid and/or clientid.", _json("siteid", _SITE)
+        ),
+        "customer": _spquery("customer", "Fields: cid.", _json("cid", _CID)),
+        "products": _spquery("products", "No fields."),
+        "projects": _spquery(
+            "projects",
+            "Optional statusid, siteid, orderref.",
+            _json("siteid", _SITE, required=False),
+            _json("orderref", r"UIA[0-9]{6}-[0-9]{6}", required=False),
+            _json("statusid", r"[0-9]+", required=False),
+        ),
+        "projectdetail": _spquery(
+            "projectdetail", "Fields: projectid.", _json("projectid", r"[A-Za-z0-9-]+")
+        ),
+        "outagetickets": _spquery(
+            "outagetickets",
+            "Filters (siteid is the one we send).",
+            _json("siteid", _SITE, required=False),
+        ),
+        "outageticket": _spquery(
+            "outageticket", "Fields: ticketid.", _json("ticketid", r"[A-Za-z0-9-]+")
+        ),
+        "suspend": _spquery(
+            "suspend", "Fields: cid, siteid.", _json("cid", _CID), _json("siteid", _SITE)
+        ),
+        "unsuspend": _spquery(
+            "unsuspend", "Fields: cid, siteid.", _json("cid", _CID), _json("siteid", _SITE)
+        ),
+        "changespeed": _spquery(
+            "changespeed",
+            "Fields: cid, siteid, uiaid (labelled Service ID), product (Product ID), issuedate "
+            "YYYY-MM-DD (the production handler's form).",
+            _json("cid", _CID),
+            _json("siteid", _SITE),
+            _json("uiaid", r"[A-Za-z0-9-]+"),
+            _json("product", r"[A-Za-z0-9-]+"),
+            _json("issuedate", _DAY),
+        ),
+        "cancelservice": _spquery(
+            "cancelservice",
+            "Fields: cid, siteid, issuedate YYYY-MM-DD, optional singleservice.",
+            _json("cid", _CID),
+            _json("siteid", _SITE),
+            _json("issuedate", _DAY),
+            _json("singleservice", r"[A-Za-z0-9-]+", required=False),
+        ),
+    }
+)
 
 
 def breaches(contract: Contract, request: WireRequest) -> list[str]:
@@ -302,6 +399,10 @@ POWERCODE_CALLS: list[tuple[str, PowerCodeCall, int]] = [
     ("readCustomerService", lambda c: c.list_service_ids(5), 1),
     ("addCustomerService", lambda c: c.add_service(5, 172, 2), 1),
     ("createTicket", lambda c: c.create_ticket(TICKET), 1),
+    ("readCustomerService", lambda c: c.list_services(5), 1),
+    ("updateCustomerStatus", lambda c: c.update_customer_status(5, "Suspended"), 1),
+    ("readCustomerEquipment", lambda c: c.read_customer_equipment(5), 1),
+    ("readTicket", lambda c: c.read_ticket("15"), 1),
     ("list tags", lambda c: c.list_tag_ids(5), 1),
     ("add a tag", lambda c: c.add_tags(5, [3, 7]), 2),
 ]
@@ -358,6 +459,21 @@ def _utopia_reply(request: WireRequest) -> tuple[int, str, bytes]:
         ("contractdownload", lambda c: c.download_contract("UIA202611-000777")),
         ("orders", lambda c: c.list_orders()),
         ("orders", lambda c: c.list_orders(status="Signed", site_id="318877")),
+        ("service", lambda c: c.site_service("318877")),
+        ("apview", lambda c: c.ont_view("318877")),
+        ("macsearch", lambda c: c.mac_search("aa:bb:cc:dd:ee:01")),
+        ("checkaccess", lambda c: c.check_access("318877")),
+        ("customer", lambda c: c.customer("C77")),
+        ("products", lambda c: c.products()),
+        ("projects", lambda c: c.projects(site_id="318877")),
+        ("projectdetail", lambda c: c.project_detail("P1")),
+        ("outagetickets", lambda c: c.outage_tickets(site_id="318877")),
+        ("outageticket", lambda c: c.outage_ticket("T9")),
+        ("suspend", lambda c: c.suspend("C77", "318877")),
+        ("unsuspend", lambda c: c.unsuspend("C77", "318877")),
+        ("changespeed", lambda c: c.change_speed("C77", "318877", "9001", "1000", "2026-12-01")),
+        ("cancelservice", lambda c: c.cancel_service("C77", "318877", "2026-12-31")),
+        ("cancelservice", lambda c: c.cancel_service("C77", "318877", "2026-12-31", "9001")),
     ],
 )
 def test_utopia_request_follows_the_evidence(

@@ -118,7 +118,7 @@ def test_download_not_ready_is_pending_json(client: httpx.Client, seeded: Utopia
 
 
 def test_other_endpoints_are_unknown(client: httpx.Client, seeded: UtopiaEmulator) -> None:
-    response = post(client, seeded, "suspend", apikey=seeded.api_key, cid="1")
+    response = post(client, seeded, "editorderitem", apikey=seeded.api_key, cid="1")
     assert response.status_code == 404
     assert response.json() == {"error": "Unknown endpoint"}
 

@@ -150,6 +150,25 @@ class PowerCodeCustomer:
     state: str
 
 
+@dataclass(frozen=True)
+class CustomerService:
+    """One service on a customer (readCustomerService)."""
+
+    service_id: int
+    description: str
+    quantity: str
+    internet: bool
+
+
+@dataclass(frozen=True)
+class Equipment:
+    """One piece of a customer's equipment (readCustomerEquipment; shape one source, read raw)."""
+
+    mac: str
+    name: str
+    raw: Mapping[str, Any]
+
+
 @dataclass(frozen=True, repr=False)
 class NewCustomer:
     """What createCustomer needs; `ext_account_id` is the UTOPIA site id that links the two."""
@@ -383,6 +402,57 @@ class PowerCodeClient(ClientBase):
             for row in as_records(get_field(reply.body, "services"))
         )
         return [service_id for service_id in ids if service_id is not None]
+
+    def list_services(self, customer_id: int) -> list[CustomerService]:
+        """The customer's services with their descriptions (none: an empty list)."""
+        reply = self._call("readCustomerService", {"customerID": str(customer_id)})
+        if reply.refused:
+            learned = self._learned().no_services
+            if _says_nothing_there(reply, learned, _NO_SERVICES, "customerID", str(customer_id)):
+                return []
+            raise RejectedError(
+                SERVICE, self._refusal_text("readCustomerService", reply), code=reply.status_code
+            )
+        services = []
+        for row in as_records(get_field(reply.body, "services")):
+            service_id = as_int(get_field(row, "serviceID"))
+            if service_id is None:
+                continue
+            services.append(
+                CustomerService(
+                    service_id=service_id,
+                    description=as_text(get_field(row, "description")),
+                    quantity=as_text(get_field(row, "quantity")),
+                    internet=get_field(row, "internetInfo") is not None,
+                )
+            )
+        return services
+
+    def update_customer_status(self, customer_id: int, status: str) -> None:
+        """Set the customer's status (e.g. Active, Suspended, Inactive)."""
+        if not status.strip():
+            raise ValueError("status must not be empty")
+        self._call_ok(
+            "updateCustomerStatus", {"customerID": str(customer_id), "status": status.strip()}
+        )
+
+    def read_customer_equipment(self, customer_id: int) -> list[Equipment]:
+        """The customer's equipment, each with its MAC address when PowerCode gives one."""
+        body = self._call_ok("readCustomerEquipment", {"customerID": str(customer_id)})
+        return [
+            Equipment(
+                mac=as_text(get_field(row, "macAddress")),
+                name=as_text(get_field(row, "name")),
+                raw=row,
+            )
+            for row in as_records(get_field(body, "equipment"))
+        ]
+
+    def read_ticket(self, ticket_id: str) -> Mapping[str, Any]:
+        """Ticket `ticket_id` as PowerCode sends it (its shape is unknown: kept raw)."""
+        if not ticket_id.strip():
+            raise ValueError("ticket_id must not be empty")
+        return self._call_ok("readTicket", {"ticketID": ticket_id.strip()})
 
     def add_service(self, customer_id: int, service_id: int, quantity: int = 1) -> None:
         """Add one service to the customer, not prorated."""

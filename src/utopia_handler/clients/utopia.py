@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import asdict, dataclass
+from datetime import date
 from typing import Any
 
 import httpx
@@ -28,6 +29,15 @@ from utopia_handler.clients.utopia_orders import (
     OrderList,
     is_nothing_for_this_isp,
     read_order_list,
+)
+from utopia_handler.clients.utopia_site import (
+    MacSighting,
+    OntView,
+    RawReply,
+    SiteService,
+    parse_apview,
+    parse_macsearch,
+    parse_service,
 )
 from utopia_handler.settings import Timeouts
 
@@ -296,6 +306,126 @@ class UtopiaClient(ClientBase):
             raise RejectedError(SERVICE, f"{label} refused: {reason}", code=response.status_code)
         return orders
 
+    # -- a subscriber's site: look-ups (read tolerantly; see clients/utopia_site.py)
+
+    def site_service(self, site_id: str) -> SiteService:
+        """The services at `site_id`, with UTOPIA's customer id (`cid`) when it names one."""
+        found, payload = self._lookup("service", {"siteid": _needed("site_id", site_id)})
+        return parse_service(found, payload)
+
+    def ont_view(self, site_id: str) -> OntView:
+        """The equipment view of `site_id`: the MACs seen on its ONT port."""
+        found, payload = self._lookup("apview", {"siteid": _needed("site_id", site_id)})
+        return parse_apview(found, payload)
+
+    def mac_search(self, mac: str, hours_history: int = 24) -> MacSighting:
+        """Where and when UTOPIA last saw `mac`."""
+        fields = {"mac": _needed("mac", mac), "hourshistory": str(hours_history)}
+        found, payload = self._lookup("macsearch", fields)
+        return parse_macsearch(payload if found else {"status": "notfound"})
+
+    def check_access(self, site_id: str) -> RawReply:
+        """UTOPIA's access check of `site_id` (reply shape unknown: kept raw)."""
+        return RawReply(*self._lookup("checkaccess", {"siteid": _needed("site_id", site_id)}))
+
+    def customer(self, cid: str) -> RawReply:
+        """UTOPIA's customer record `cid` (shape unknown: kept raw)."""
+        return RawReply(*self._lookup("customer", {"cid": _needed("cid", cid)}))
+
+    def products(self) -> RawReply:
+        """This provider's products (shape unknown: kept raw)."""
+        return RawReply(*self._lookup("products", {}))
+
+    def projects(self, *, site_id: str = "", order_ref: str = "", status_id: str = "") -> RawReply:
+        """Construction projects, filtered by whichever of the filters is given."""
+        filters = {"siteid": site_id, "orderref": order_ref, "statusid": status_id}
+        return RawReply(*self._lookup("projects", {k: v for k, v in filters.items() if v.strip()}))
+
+    def project_detail(self, project_id: str) -> RawReply:
+        """One construction project."""
+        fields = {"projectid": _needed("project_id", project_id)}
+        return RawReply(*self._lookup("projectdetail", fields))
+
+    def outage_tickets(self, *, site_id: str = "") -> RawReply:
+        """Outage tickets, for one site when `site_id` is given."""
+        fields = {"siteid": site_id} if site_id.strip() else {}
+        return RawReply(*self._lookup("outagetickets", fields))
+
+    def outage_ticket(self, ticket_id: str) -> RawReply:
+        """One outage ticket."""
+        fields = {"ticketid": _needed("ticket_id", ticket_id)}
+        return RawReply(*self._lookup("outageticket", fields))
+
+    # -- a subscriber's site: writes (replies never seen: kept raw, any 2xx JSON is success)
+
+    def suspend(self, cid: str, site_id: str) -> RawReply:
+        """Suspend the subscriber's service at `site_id`."""
+        return self._write("suspend", {"cid": cid, "siteid": site_id})
+
+    def unsuspend(self, cid: str, site_id: str) -> RawReply:
+        """Lift the suspension of the subscriber's service at `site_id`."""
+        return self._write("unsuspend", {"cid": cid, "siteid": site_id})
+
+    def change_speed(
+        self, cid: str, site_id: str, uia_id: str, product: str, issue_date: str
+    ) -> RawReply:
+        """Move service `uia_id` at `site_id` to `product` from `issue_date` (YYYY-MM-DD)."""
+        fields = {
+            "cid": cid,
+            "siteid": site_id,
+            "uiaid": uia_id,
+            "product": product,
+            "issuedate": _date(issue_date),
+        }
+        return self._write("changespeed", fields)
+
+    def cancel_service(
+        self, cid: str, site_id: str, issue_date: str, single_service: str = ""
+    ) -> RawReply:
+        """Cancel the service at `site_id` from `issue_date`; `single_service` only that one."""
+        fields = {"cid": cid, "siteid": site_id, "issuedate": _date(issue_date)}
+        if single_service.strip():
+            fields["singleservice"] = single_service
+        return self._write("cancelservice", fields)
+
+    def _lookup(self, label: str, fields: dict[str, str]) -> tuple[bool, Any]:
+        """(found, reply) of a look-up; UTOPIA's "nothing for this ISP" is found=False."""
+        status, payload = self._spquery(label, fields)
+        if is_nothing_for_this_isp(payload):
+            return False, payload
+        self._check_reply(label, status, payload)
+        return True, payload
+
+    def _write(self, label: str, fields: dict[str, str]) -> RawReply:
+        for name, value in fields.items():
+            _needed(name, value)
+        status, payload = self._spquery(label, fields)
+        if is_nothing_for_this_isp(payload):
+            raise NotOurOrder(SERVICE, f"{label}: {NOT_OUR_ORDER_TEXT}", code=status)
+        self._check_reply(label, status, payload)
+        return RawReply(True, payload)
+
+    def _spquery(self, label: str, fields: dict[str, str]) -> tuple[int, Any]:
+        """POST one /spquery call; transport faults and 5xx/429 raise RetryableError."""
+        body = self._body(fields)
+        response = self._http.request(label, "POST", f"{self._base_url}/spquery/{label}", json=body)
+        if response.status_code == 401:
+            raise self._auth_failed()
+        self._http.raise_if_retryable(label, response)
+        return response.status_code, json_body(response)
+
+    def _check_reply(self, label: str, status: int, payload: Any) -> None:
+        error = payload.get("error") if isinstance(payload, dict) else None
+        reason = clip(error, (self._api_key,)) if isinstance(error, str) else ""
+        if status >= 300:
+            text = f"{label} refused: HTTP {status}" + (f" ({reason})" if reason else "")
+            raise RejectedError(SERVICE, text, code=status)
+        if payload is None:
+            raise RejectedError(SERVICE, f"{label}: reply is not JSON")
+        # A 200 that is nothing but an error is a refusal; an `error` key beside data is data.
+        if reason and len(payload) == 1:
+            raise RejectedError(SERVICE, f"{label} refused: {reason}", code=status)
+
     def _body(self, fields: dict[str, str], *, network: str | None = None) -> dict[str, str]:
         body = {"apikey": self._api_key, **{name: value.strip() for name, value in fields.items()}}
         chosen = network or self._network
@@ -326,3 +456,20 @@ class UtopiaClient(ClientBase):
     @staticmethod
     def _auth_failed() -> RejectedError:
         return RejectedError(SERVICE, "authentication failed: check UTOPIA_API_KEY", code=401)
+
+
+def _needed(name: str, value: str) -> str:
+    if not value.strip():
+        raise ValueError(f"{name} must not be empty")
+    return value.strip()
+
+
+def _date(value: str) -> str:
+    """`value` when it is a YYYY-MM-DD date (UTOPIA's issuedate format), else ValueError."""
+    try:
+        date.fromisoformat(value.strip())
+    except ValueError:
+        raise ValueError(f"issue date must be YYYY-MM-DD, not {value!r}") from None
+    if len(value.strip()) != 10:
+        raise ValueError(f"issue date must be YYYY-MM-DD, not {value!r}")
+    return value.strip()

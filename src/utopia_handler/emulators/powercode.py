@@ -98,8 +98,14 @@ CLASSIC_ACTIONS: frozenset[str] = frozenset(
         "addCustomerService",
         "readCustomerService",
         "createTicket",
+        "updateCustomerStatus",
+        "readCustomerEquipment",
+        "readTicket",
     }
 )
+
+#: Customer statuses updateCustomerStatus accepts (PowerCode's own words; only Active is evidence).
+CUSTOMER_STATUSES: frozenset[str] = frozenset({"Active", "Inactive", "Suspended", "Pending"})
 
 #: ``tag_reply``: what a tag POST answers in ``Response``. Only "all" is evidence.
 TAG_REPLY_SHAPES: tuple[str, ...] = ("all", "added", "bare", "empty")
@@ -272,6 +278,10 @@ class PowerCodeEmulator(HttpEmulator):
         self.service_adds: list[tuple[int, int]] = []
         self.tickets: dict[str, dict[str, Any]] = {}
         self.customer_tags: dict[int, set[int]] = {}
+        #: Equipment per customer, as readCustomerEquipment lists it (seeded by add_equipment).
+        self.customer_equipment: dict[int, list[dict[str, Any]]] = {}
+        #: (customer id, status) of every updateCustomerStatus, in order.
+        self.status_changes: list[tuple[int, str]] = []
         self._next_customer_id = FIRST_CUSTOMER_ID
         self._next_ticket_id = FIRST_TICKET_ID
         self._basic_auth = "Basic " + base64.b64encode(api_key.encode("utf-8")).decode("ascii")
@@ -282,6 +292,9 @@ class PowerCodeEmulator(HttpEmulator):
             "addCustomerService": self._add_customer_service,
             "readCustomerService": self._read_customer_service,
             "createTicket": self._create_ticket,
+            "updateCustomerStatus": self._update_customer_status,
+            "readCustomerEquipment": self._read_customer_equipment,
+            "readTicket": self._read_ticket,
         }
 
     @property
@@ -321,6 +334,12 @@ class PowerCodeEmulator(HttpEmulator):
             record["extAccountID"] = ext_account_id
         with self.lock:
             return self._store_customer(record)
+
+    def add_equipment(self, customer_id: int, mac: str, name: str = "ONT") -> None:
+        """Seed one piece of equipment on a customer (readCustomerEquipment lists it)."""
+        with self.lock:
+            rows = self.customer_equipment.setdefault(customer_id, [])
+            rows.append({"equipmentID": str(1000 + len(rows)), "name": name, "macAddress": mac})
 
     def _store_customer(self, record: dict[str, Any]) -> int:
         customer_id = self._next_customer_id
@@ -582,6 +601,29 @@ class PowerCodeEmulator(HttpEmulator):
         self.tickets[ticket_id] = record
         return _ok("Ticket created", ticketID=self._id(ticket_id, evidence_string=True))
 
+    def _update_customer_status(self, form: dict[str, str]) -> dict[str, Any]:
+        # One source: customerID + status (e.g. "Active"); the reply is a GUESS (the envelope).
+        customer_id = self._customer_id(form)
+        status = _required(form, "status")
+        if status not in CUSTOMER_STATUSES:
+            raise _ApiError(3, "Invalid field: status")
+        self.customers[customer_id]["status"] = status
+        self.status_changes.append((customer_id, status))
+        return _ok("Customer status updated")
+
+    def _read_customer_equipment(self, form: dict[str, str]) -> dict[str, Any]:
+        # One source names the action only: the `equipment` list shape is a GUESS.
+        customer_id = self._customer_id(form)
+        return _ok(equipment=list(self.customer_equipment.get(customer_id, [])))
+
+    def _read_ticket(self, form: dict[str, str]) -> dict[str, Any]:
+        # One source names the action only: the `ticket` block is a GUESS.
+        ticket_id = _required(form, "ticketID")
+        ticket = self.tickets.get(ticket_id)
+        if ticket is None:
+            raise _ApiError(10, "Ticket not found")
+        return _ok(ticket=dict(ticket))
+
     # -- UAPI ------------------------------------------------------------------------------
 
     def _handle_uapi(self, request: Request) -> Reply:
@@ -679,6 +721,7 @@ class PowerCodeEmulator(HttpEmulator):
                 service_adds=[list(pair) for pair in self.service_adds],
                 tickets=dict(self.tickets),
                 customer_tags={str(k): sorted(v) for k, v in self.customer_tags.items()},
+                status_changes=[list(pair) for pair in self.status_changes],
             )
             # Round-trip so callers get a deep copy that no request thread is mutating.
             result: dict[str, Any] = json.loads(json.dumps(state))

@@ -335,8 +335,20 @@ def make_order(index: int, rng: random.Random) -> tuple[str, dict[str, Any]]:
 
 def seed_utopia(emulator: UtopiaEmulator) -> None:
     """Load the demo orders into a UTOPIA emulator."""
-    for orderref, contract in DEMO_ORDERS.items():
+    for index, (orderref, contract) in enumerate(DEMO_ORDERS.items()):
         emulator.add_order(orderref, contract)
+        # Each demo order's site is in service, so the site panel and the subscriber actions
+        # have something to show and act on; `cid` is made up (UTOPIA's format is unknown).
+        siteid = str(contract.get("address", {}).get("siteid", ""))
+        customer = contract.get("customer", {})
+        if siteid:
+            emulator.add_site(
+                siteid,
+                cid=f"C{siteid}",
+                firstname=str(customer.get("firstname", "")),
+                lastname=str(customer.get("lastname", "")),
+                macs=[f"00:1a:2b:3c:{index // 256:02x}:{index % 256:02x}"],
+            )
 
 
 def seed_powercode(emulator: PowerCodeEmulator) -> list[int]:

@@ -11,6 +11,9 @@ import copy
 import hmac
 import json
 import logging
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from ._http import HttpEmulator, Reply, Request
@@ -37,6 +40,34 @@ DEFAULT_ORDER_STATUS = "Signed"
 #: What an order list with no order in it answers: UTOPIA's "nothing for you" error (404, as
 #: its other calls answer) or the chosen shape with nothing in it.
 EMPTY_ORDER_LIST_REPLIES = ("not_ours", "shape")
+
+
+# Every reply below for the subscriber look-ups and writes is a GUESS except the few facts the
+# reference records (service: data[] with a customer block; apview: MACs at
+# result[0].eth.eth1.macs[], first 17 characters; macsearch: status/siteid/vlan/firstseen/lastseen).
+# The guesses are written down here and in README "What the UTOPIA stand-in guesses".
+SUSPEND_REPLY = {"status": "success"}  # GUESS: the writes' replies have never been seen
+_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+
+
+@dataclass
+class Site:
+    """One subscriber site as the stand-in holds it; `status` is what `service` shows."""
+
+    siteid: str
+    cid: str
+    product: str = "250 Mbps"
+    uiaid: str = "9001"
+    status: str = "Active"  # GUESS: "Active" / "Suspended" / "Cancelled"
+    firstname: str = "Demo"
+    lastname: str = "Subscriber"
+    macs: list[str] = field(default_factory=list)
+    vlan: str = "101"
+    cancel_date: str = ""
+
+
+#: The provider's products as `products` lists them (GUESS: {"data": [{productid, name}]}).
+DEFAULT_PRODUCTS: dict[str, str] = {"250": "250 Mbps", "1000": "1 Gbps", "2000": "2 Gbps"}
 
 
 def _pdf_text(text: str) -> bytes:
@@ -117,6 +148,13 @@ class UtopiaEmulator(HttpEmulator):
         self.order_list_shape = "objects"
         #: What an order list with nothing to list answers, one of EMPTY_ORDER_LIST_REPLIES.
         self.empty_order_list_reply = "not_ours"
+        self.sites: dict[str, Site] = {}
+        self.products: dict[str, str] = dict(DEFAULT_PRODUCTS)
+        #: projects and outage tickets as plain records (shapes are GUESSES).
+        self.projects: list[dict[str, str]] = []
+        self.outage_tickets: list[dict[str, str]] = []
+        #: Every API call in arrival order: (endpoint, body with the key masked).
+        self.journal: list[tuple[str, dict[str, Any]]] = []
 
     def add_order(
         self, orderref: str, contract: dict[str, Any], *, status: str | None = None
@@ -139,6 +177,27 @@ class UtopiaEmulator(HttpEmulator):
             if orderref not in self.orders:
                 raise KeyError(orderref)
             self.order_statuses[orderref] = status
+
+    def add_site(self, siteid: str, cid: str, **fields: Any) -> Site:
+        """Hold a subscriber site (service, apview, macsearch and the writes then know it)."""
+        site = Site(siteid=siteid, cid=cid, **fields)
+        with self.lock:
+            self.sites[siteid] = site
+        return site
+
+    def add_project(self, projectid: str, siteid: str, status: str = "Scheduled") -> None:
+        """Hold one construction project for `projects` and `projectdetail`."""
+        with self.lock:
+            self.projects.append(
+                {"projectid": projectid, "siteid": siteid, "status": status, "type": "Install"}
+            )
+
+    def add_outage_ticket(self, ticketid: str, siteid: str, summary: str) -> None:
+        """Hold one outage ticket for `outagetickets` and `outageticket`."""
+        with self.lock:
+            self.outage_tickets.append(
+                {"ticketid": ticketid, "siteid": siteid, "status": "Open", "summary": summary}
+            )
 
     def handle_api(self, request: Request) -> Reply:
         """Answer a ``/spquery/*`` call."""
@@ -171,7 +230,216 @@ class UtopiaEmulator(HttpEmulator):
             return self._contract_download(orderref)
         if endpoint == "orders":
             return self._order_list(body)
-        return Reply.json({"error": "Unknown endpoint"}, status=404)
+        with self.lock:
+            self.journal.append((endpoint, {**body, "apikey": "***"}))
+        handler = self._subscriber_endpoints().get(endpoint)
+        if handler is None:
+            return Reply.json({"error": "Unknown endpoint"}, status=404)
+        with self.lock:
+            return handler(body)
+
+    def _subscriber_endpoints(self) -> dict[str, Callable[[dict[str, Any]], Reply]]:
+        return {
+            "service": self._service,
+            "apview": self._apview,
+            "macsearch": self._macsearch,
+            "checkaccess": self._checkaccess,
+            "customer": self._customer,
+            "products": self._products,
+            "projects": self._projects,
+            "projectdetail": self._projectdetail,
+            "outagetickets": self._outagetickets,
+            "outageticket": self._outageticket,
+            "suspend": self._suspend,
+            "unsuspend": self._unsuspend,
+            "changespeed": self._changespeed,
+            "cancelservice": self._cancelservice,
+        }
+
+    # -- subscriber look-ups (shapes beyond the reference's facts are GUESSES) -------------
+
+    @staticmethod
+    def _missing(name: str) -> Reply:
+        # GUESS: a missing field answers like UTOPIA's other refusals, a JSON `error`.
+        return Reply.json({"error": f"Missing field: {name}"}, status=400)
+
+    def _site(self, body: dict[str, Any]) -> Site | Reply:
+        siteid = _filter_text(body.get("siteid"))
+        if not siteid:
+            return self._missing("siteid")
+        site = self.sites.get(siteid)
+        if site is None:
+            return Reply.json({"error": NOT_OURS}, status=404)
+        return site
+
+    def _service(self, body: dict[str, Any]) -> Reply:
+        site = self._site(body)
+        if isinstance(site, Reply):
+            return site
+        # Fact: data[] with a customer block. GUESS: the other fields and their names.
+        line = {
+            "siteid": site.siteid,
+            "uiaid": site.uiaid,
+            "product": site.product,
+            "status": site.status,
+            "customer": {"cid": site.cid, "firstname": site.firstname, "lastname": site.lastname},
+        }
+        if site.cancel_date:
+            line["canceldate"] = site.cancel_date
+        return Reply.json({"data": [line]})
+
+    def _apview(self, body: dict[str, Any]) -> Reply:
+        site = self._site(body)
+        if isinstance(site, Reply):
+            return site
+        # Fact: MACs at result[0].eth.eth1.macs[], the first 17 characters. GUESS: the suffix.
+        macs = [f"{mac} (vlan {site.vlan})" for mac in site.macs]
+        return Reply.json({"result": [{"siteid": site.siteid, "eth": {"eth1": {"macs": macs}}}]})
+
+    def _macsearch(self, body: dict[str, Any]) -> Reply:
+        mac = _filter_text(body.get("mac")).lower()
+        if not mac:
+            return self._missing("mac")
+        for site in self.sites.values():
+            if mac in (m.lower() for m in site.macs):
+                return Reply.json(
+                    {
+                        "status": "success",
+                        "siteid": site.siteid,
+                        "vlan": site.vlan,
+                        "firstseen": "2026-11-01 08:00:00",
+                        "lastseen": "2026-11-30 08:00:00",
+                    }
+                )
+        return Reply.json({"status": "notfound"})
+
+    def _checkaccess(self, body: dict[str, Any]) -> Reply:
+        site = self._site(body)
+        if isinstance(site, Reply):
+            return site
+        # GUESS entirely: the reference records only the request.
+        return Reply.json({"siteid": site.siteid, "access": site.status == "Active"})
+
+    def _customer(self, body: dict[str, Any]) -> Reply:
+        cid = _filter_text(body.get("cid"))
+        if not cid:
+            return self._missing("cid")
+        sites = [site for site in self.sites.values() if site.cid == cid]
+        if not sites:
+            return Reply.json({"error": NOT_OURS}, status=404)
+        # GUESS entirely.
+        first = sites[0]
+        return Reply.json(
+            {
+                "cid": cid,
+                "firstname": first.firstname,
+                "lastname": first.lastname,
+                "sites": [site.siteid for site in sites],
+            }
+        )
+
+    def _products(self, body: dict[str, Any]) -> Reply:
+        rows = [{"productid": pid, "name": name} for pid, name in self.products.items()]
+        return Reply.json({"data": rows})  # GUESS
+
+    def _projects(self, body: dict[str, Any]) -> Reply:
+        siteid = _filter_text(body.get("siteid"))
+        rows = [p for p in self.projects if not siteid or p["siteid"] == siteid]
+        if not rows:
+            return Reply.json({"error": NOT_OURS}, status=404)
+        return Reply.json({"data": rows})  # GUESS
+
+    def _projectdetail(self, body: dict[str, Any]) -> Reply:
+        projectid = _filter_text(body.get("projectid"))
+        if not projectid:
+            return self._missing("projectid")
+        for project in self.projects:
+            if project["projectid"] == projectid:
+                return Reply.json({**project, "notes": "Crew scheduled"})  # GUESS
+        return Reply.json({"error": NOT_OURS}, status=404)
+
+    def _outagetickets(self, body: dict[str, Any]) -> Reply:
+        siteid = _filter_text(body.get("siteid"))
+        rows = [t for t in self.outage_tickets if not siteid or t["siteid"] == siteid]
+        return Reply.json({"data": rows})  # GUESS: an empty list when none
+
+    def _outageticket(self, body: dict[str, Any]) -> Reply:
+        ticketid = _filter_text(body.get("ticketid"))
+        if not ticketid:
+            return self._missing("ticketid")
+        for ticket in self.outage_tickets:
+            if ticket["ticketid"] == ticketid:
+                return Reply.json(ticket)  # GUESS
+        return Reply.json({"error": NOT_OURS}, status=404)
+
+    # -- subscriber writes: strict on the request, stateful, replies GUESSED ---------------
+
+    def _owned_site(self, body: dict[str, Any]) -> Site | Reply:
+        """The site the write names, when its `cid` is the site's customer."""
+        cid = _filter_text(body.get("cid"))
+        if not cid:
+            return self._missing("cid")
+        site = self._site(body)
+        if isinstance(site, Reply):
+            return site
+        if site.cid != cid:
+            return Reply.json({"error": NOT_OURS}, status=404)
+        return site
+
+    def _issue_date(self, body: dict[str, Any]) -> str | Reply:
+        date = _filter_text(body.get("issuedate"))
+        if not date:
+            return self._missing("issuedate")
+        if not _DATE.fullmatch(date):
+            return Reply.json({"error": "Invalid issuedate: use YYYY-MM-DD"}, status=400)
+        return date
+
+    def _suspend(self, body: dict[str, Any]) -> Reply:
+        site = self._owned_site(body)
+        if isinstance(site, Reply):
+            return site
+        if site.status == "Cancelled":
+            return Reply.json({"error": "Service is cancelled"}, status=400)
+        site.status = "Suspended"
+        return Reply.json(SUSPEND_REPLY)
+
+    def _unsuspend(self, body: dict[str, Any]) -> Reply:
+        site = self._owned_site(body)
+        if isinstance(site, Reply):
+            return site
+        if site.status == "Cancelled":
+            return Reply.json({"error": "Service is cancelled"}, status=400)
+        site.status = "Active"
+        return Reply.json(SUSPEND_REPLY)
+
+    def _changespeed(self, body: dict[str, Any]) -> Reply:
+        site = self._owned_site(body)
+        if isinstance(site, Reply):
+            return site
+        for name in ("uiaid", "product"):
+            if not _filter_text(body.get(name)):
+                return self._missing(name)
+        date = self._issue_date(body)
+        if isinstance(date, Reply):
+            return date
+        if _filter_text(body.get("uiaid")) != site.uiaid:
+            return Reply.json({"error": "Unknown uiaid for this site"}, status=400)
+        product = _filter_text(body.get("product"))
+        if product not in self.products:
+            return Reply.json({"error": "Unknown product"}, status=400)
+        site.product = self.products[product]
+        return Reply.json(SUSPEND_REPLY)
+
+    def _cancelservice(self, body: dict[str, Any]) -> Reply:
+        site = self._owned_site(body)
+        if isinstance(site, Reply):
+            return site
+        date = self._issue_date(body)
+        if isinstance(date, Reply):
+            return date
+        site.status = "Cancelled"
+        site.cancel_date = date
+        return Reply.json(SUSPEND_REPLY)
 
     def _find(self, orderref: object) -> dict[str, Any] | None:
         if not isinstance(orderref, str):
@@ -264,6 +532,8 @@ class UtopiaEmulator(HttpEmulator):
             state = super().snapshot()
             state.update(
                 counts={"orders": len(self.orders)},
+                sites={k: vars(v) for k, v in self.sites.items()},
+                journal=[[endpoint, body] for endpoint, body in self.journal],
                 orders=self.orders,
                 order_statuses=self.order_statuses,
             )

@@ -230,6 +230,18 @@ def plan_key(text: str) -> str:
 
 
 @dataclass(frozen=True)
+class SubscriberSettings:
+    """What the subscriber actions do on PowerCode's side; each side-effect can be turned off."""
+
+    pc_status_changes: bool = True  # updateCustomerStatus with the statuses below
+    pc_suspended_status: str = "Suspended"
+    pc_active_status: str = "Active"
+    pc_cancelled_status: str = "Inactive"
+    pc_swap_service: bool = True  # change speed: addCustomerService replaces the internet service
+    pc_cancel_ticket: bool = True  # cancel: a PowerCode ticket for staff
+
+
+@dataclass(frozen=True)
 class Settings:
     database_url: str
     data_dir: Path
@@ -249,5 +261,6 @@ class Settings:
     # e-mails only to `shadow_email_recipients` (none: to nobody), for a week beside the old handler.
     shadow_mode: bool = False
     shadow_email_recipients: tuple[str, ...] = ()
+    subscriber: SubscriberSettings = field(default_factory=SubscriberSettings)
     # Where each value came from is reported by check-config; the files that were read, in order.
     sources: tuple[str, ...] = ()

@@ -414,6 +414,43 @@ VARIABLES: tuple[Variable, ...] = (
         to_addresses,
         "in shadow mode, the only addresses staff e-mails go to, marked [SHADOW] (none: nobody)",
     ),
+    # Subscriber actions (suspend, unsuspend, change speed, cancel): PowerCode's side
+    Variable(
+        "SUBSCRIBER_PC_STATUS_CHANGES",
+        "subscriber.pc_status_changes",
+        to_bool,
+        "subscriber actions also set the PowerCode customer's status (false: UTOPIA only)",
+    ),
+    Variable(
+        "SUBSCRIBER_PC_SUSPENDED_STATUS",
+        "subscriber.pc_suspended_status",
+        to_nonempty_text,
+        "PowerCode customer status a suspend sets",
+    ),
+    Variable(
+        "SUBSCRIBER_PC_ACTIVE_STATUS",
+        "subscriber.pc_active_status",
+        to_nonempty_text,
+        "PowerCode customer status an unsuspend sets",
+    ),
+    Variable(
+        "SUBSCRIBER_PC_CANCELLED_STATUS",
+        "subscriber.pc_cancelled_status",
+        to_nonempty_text,
+        "PowerCode customer status a cancel sets",
+    ),
+    Variable(
+        "SUBSCRIBER_PC_SWAP_SERVICE",
+        "subscriber.pc_swap_service",
+        to_bool,
+        "a speed change also adds the new internet service in PowerCode (it replaces the old one)",
+    ),
+    Variable(
+        "SUBSCRIBER_PC_CANCEL_TICKET",
+        "subscriber.pc_cancel_ticket",
+        to_bool,
+        "a cancel also opens a PowerCode ticket for staff",
+    ),
     # Provisioning: the old handler's variables beside the TOML tables
     Variable(
         "SERVICE_PLAN_1GBPS_ID",

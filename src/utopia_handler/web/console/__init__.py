@@ -29,6 +29,7 @@ def init_app(app: Flask, runtime: Runtime) -> None:
         provision,
         reconcile,
         shadow,
+        site,
     )
 
     app.config.update(

@@ -1,0 +1,47 @@
+"""The subscriber actions' plans: every field shown, keys masked, nothing sent on a dry run."""
+
+from __future__ import annotations
+
+from click.testing import CliRunner
+
+from tests.conftest import queue_order
+from utopia_handler.cli import cli
+from utopia_handler.emulators import Emulators
+from utopia_handler.runtime import Runtime
+from utopia_handler.worker import Worker
+
+ORDER = "UIA202611-004217"  # site 204817 in the demo seed
+
+
+def test_a_dry_run_shows_what_a_suspend_would_send_and_sends_nothing(
+    runtime: Runtime, worker: Worker, emulators: Emulators, base_env: dict[str, str]
+) -> None:
+    queue_order(runtime, ORDER)
+    worker.run_until_idle()
+    sent_before = len(emulators.powercode.requests)
+    result = CliRunner().invoke(
+        cli, ["subscriber", "suspend", ORDER, "--note", "unpaid", "--dry-run"], env=base_env
+    )
+    assert result.exit_code == 0, result.output
+    assert "UTOPIA /spquery/suspend" in result.output
+    assert "cid = C204817" in result.output and "siteid = 204817" in result.output
+    assert "status = Suspended" in result.output and "apikey = ********" in result.output
+    assert "dry run: nothing was sent" in result.output
+    assert emulators.utopia.sites["204817"].status == "Active"
+    assert [e for e, _ in emulators.utopia.journal if e == "suspend"] == []
+    assert len(emulators.powercode.requests) == sent_before
+
+
+def test_a_cancel_without_a_date_says_so_and_pc_side_effects_can_be_turned_off(
+    runtime: Runtime, worker: Worker, base_env: dict[str, str]
+) -> None:
+    queue_order(runtime, ORDER)
+    worker.run_until_idle()
+    env = {**base_env, "SUBSCRIBER_PC_STATUS_CHANGES": "false", "SUBSCRIBER_PC_CANCEL_TICKET": "0"}
+    result = CliRunner().invoke(
+        cli, ["subscriber", "cancel", ORDER, "--note", "moving", "--dry-run"], env=env
+    )
+    assert "cannot run: give the cancel date (--date YYYY-MM-DD)" in result.output
+    assert "updateCustomerStatus" not in result.output and "createTicket" not in result.output
+    sent = CliRunner().invoke(cli, ["subscriber", "cancel", ORDER, "--note", "x"], env=env)
+    assert sent.exit_code == 3
