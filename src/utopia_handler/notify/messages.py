@@ -80,6 +80,12 @@ class EmailRenderer:
             "ticket_id": None,
             "contact": None,
             "attachment_note": attachment_note,
+            # A routed UTOPIA message: its text, and what became of its action.
+            "msg": context.get("msg", ""),
+            "action": context.get("action", ""),
+            "waiting": context.get("waiting", ""),
+            "held": context.get("held", ""),
+            "note": context.get("note", ""),
         }
         if facts is not None:
             variables.update(
@@ -111,6 +117,13 @@ def _subject(kind: NotificationKind, variables: dict[str, Any], context: dict[st
         return f"Duplicate Customer Detected - Order {ref}"
     if kind == NotificationKind.TEST:
         return f"UTOPIA test callback received - {ref}"
+    if kind == NotificationKind.MESSAGE:
+        msg = " ".join(str(context.get("msg", "")).split())[:100]
+        if context.get("waiting"):
+            return f'UTOPIA message "{msg}" needs a person - Order {ref}'
+        if context.get("held"):
+            return f'UTOPIA message "{msg}": order on hold - Order {ref}'
+        return f'UTOPIA message "{msg}" - Order {ref}'
     headline = context.get("headline") or "Order waiting for a person"
     return f"{headline} - Order {ref}"
 
