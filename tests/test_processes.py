@@ -287,6 +287,10 @@ def test_demo_runs_and_reports_every_order(tmp_path: Path) -> None:
     assert "created without geocoding" in out
     assert "create_ticket    attempt 1: retry" in out
     assert "[attached: UIA202611-004217.pdf]" in out
+    # The demo's routing table sends staff the one routed message; the other is only stored.
+    assert "callback 'Project Cancelled' -> routed" in out
+    assert 'UTOPIA message "Project Cancelled" - Order UIA202611-004218' in out
+    assert "callback 'Project Install Scheduled' -> not_handled" in out
     assert "Traceback" not in out + result.stderr
 
 
