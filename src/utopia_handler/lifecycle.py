@@ -502,25 +502,20 @@ def action_retry(
     retry_after: float | None = None,
 ) -> bool:
     """Try the action again later, or wait for a person past the deadline (returns True)."""
+    outcome = AttemptOutcome.UNCERTAIN if uncertain else AttemptOutcome.RETRY
     action.retrying_since = action.retrying_since or now
     if now - action.retrying_since >= policy.deadline:
         hours = policy.deadline.total_seconds() / 3600
-        outcome = AttemptOutcome.UNCERTAIN if uncertain else AttemptOutcome.RETRY
-        action_waits(
-            session,
-            order,
-            action,
-            attempt_id,
-            outcome,
-            f"still not done after {hours:g} h of retries: {detail}",
-            now,
-        )
+        reason = f"still not done after {hours:g} h of retries: {detail}"
+        action_waits(session, order, action, attempt_id, outcome, reason, now)
         return True
-    outcome = AttemptOutcome.UNCERTAIN if uncertain else AttemptOutcome.RETRY
     queries.finish_action_attempt(session, attempt_id, outcome, detail, now)
     delay = policy.delay(action.attempts, retry_after, rng)
     action.next_attempt_at = now + timedelta(seconds=delay)
-    action.detail = f"{detail}; attempt {action.attempts}, next at {action.next_attempt_at:%Y-%m-%d %H:%M:%S} UTC"
+    action.detail = (
+        f"{detail}; attempt {action.attempts}, next at "
+        f"{action.next_attempt_at:%Y-%m-%d %H:%M:%S} UTC"
+    )
     action.updated_at = now
     _release_action(action)
     return False

@@ -223,7 +223,7 @@ def _record_message(
 
 def message_action_key(order_id: int, msg: str, event: str | None) -> str:
     """What makes a routed message one piece of work: its order, text and event."""
-    return hashlib.sha256(f"{order_id}|{msg}|{event or ''}".encode()).hexdigest()[:64]
+    return hashlib.sha256(f"{order_id}|{msg}|{event or ''}".encode()).hexdigest()
 
 
 def _record_known_order(session: Session, order_ref: str, msg: str, now: datetime) -> int:

@@ -137,6 +137,7 @@ class _TemplateKind:
     sample: Callable[[], dict[str, Any]]
     save: Callable[..., ConfigVersion]
     endpoint: str  # the page; "<endpoint>_preview" and "<endpoint>_save" post to it
+    name: str  # in the page's <title> and the "saved" message
     title: str
     intro: str
 
@@ -148,6 +149,7 @@ _INSTALL = _TemplateKind(
     config_store.sample_ticket_variables,
     config_store.save_ticket_template,
     "console.template",
+    "Ticket template",
     "Installation ticket template",
     "The HTML description of the ticket opened for each new customer.",
 )
@@ -158,6 +160,7 @@ _MESSAGE = _TemplateKind(
     config_store.sample_message_ticket_variables,
     config_store.save_message_ticket_template,
     "console.message_template",
+    "Message ticket template",
     "Message ticket template",
     "The HTML description of the ticket the routing table opens for a UTOPIA message "
     "(action “ticket”), on the order's PowerCode customer. Its summary is "
@@ -225,7 +228,7 @@ def _template_save(which: _TemplateKind) -> ResponseReturnValue:
     except ConfigInvalid as invalid:
         flash("Not saved: " + "; ".join(invalid.problems), "error")
         return _template_page(which, source, "the text being edited (not saved)", status=422)
-    flash(f"{which.title} saved as version {version.id}; the next ticket uses it.", "info")
+    flash(f"{which.name} saved as version {version.id}; the next ticket uses it.", "info")
     return redirect(url_for(f"{which.endpoint}_page"), 303)
 
 
