@@ -173,9 +173,13 @@ def test_test_callback_sends_one_test_email_and_unlisted_msgs_are_listed(
     assert "test callback" in str(mail["Subject"]).lower()
     with service.runtime.store.read() as session:
         stored = session.scalars(select(Callback).order_by(Callback.id)).all()
-        assert session.scalar(select(func.count()).select_from(Order)) == 0
+        # The other message records its order, not provisioned: no new-order message came.
+        [recorded] = session.scalars(select(Order)).all()
     assert [c.outcome for c in stored] == ["test_queued", "repeat", "not_handled"]
     assert json.loads(stored[2].body)["msg"] == "Project Install Scheduled"
+    assert [c.order_id for c in stored] == [None, None, recorded.id]  # a test has no order
+    assert (recorded.order_ref, recorded.state) == (PLAIN, OrderState.RECORDED)
+    assert emulators.utopia.calls["contractlookup"] == 0
 
 
 def test_work_is_finished_only_when_no_order_is_active_and_no_email_waits(

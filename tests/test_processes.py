@@ -293,6 +293,10 @@ def test_demo_runs_and_reports_every_order(tmp_path: Path) -> None:
     assert "found by reconciliation; no callback received" in out
     assert "found, no callback: UIA202611-004223" in out
     assert "Missed UTOPIA orders found - 1 order with no callback" in out
+    # The demo's routing table sends staff the one routed message; the other is only stored.
+    assert "callback 'Project Cancelled' -> routed" in out
+    assert 'UTOPIA message "Project Cancelled" - Order UIA202611-004218' in out
+    assert "callback 'Project Install Scheduled' -> not_handled" in out
     assert "Traceback" not in out + result.stderr
 
 

@@ -21,6 +21,7 @@ from utopia_handler.settings import (
     load_settings,
 )
 from utopia_handler.settings.table import (
+    ARRAY_TABLES,
     README_END,
     README_START,
     TABLE_KEYS,
@@ -114,6 +115,7 @@ status = 1
 responsible_user = "Install Team"
 responsible_group = 4
 customer_viewable = false
+message_summary = "{{ msg }}: {{ order_ref }}"
 [customer]
 tax_zone_id = 2
 invoice_preference = "Both"
@@ -123,6 +125,12 @@ grace_period_days = 5
 [portal]
 username = "site_id"
 password = "shared"
+[[messages]]
+match = "Project Cancelled"
+action = "hold"
+[[messages]]
+pattern = "Port(ing)? Complete.*"
+action = "note"
 """
 
 
@@ -204,6 +212,7 @@ def test_the_generator_prints_the_table() -> None:
 def test_every_variable_fills_a_field_and_every_field_is_filled() -> None:
     leaves = leaf_fields(Settings)
     filled = {v.fills for v in VARIABLES if v.fills} | {k.fills for k in TABLE_KEYS}
+    filled |= {array.fills for array in ARRAY_TABLES}  # [[messages]], the routing table
     filled.add("provisioning.plans")  # also the free-form [plans] table
 
     assert filled <= set(leaves), sorted(filled - set(leaves))
@@ -238,6 +247,10 @@ def test_every_variable_and_key_reaches_its_field_with_the_declared_type(
     assert full.provisioning.tag_ids == (3, 7)  # the variable beats the [provisioning] key
     assert full.provisioning.ticket.template_dir == Path("tickets")
     assert full.provisioning.portal.password == "shared"
+    assert [(r.match, r.pattern, r.action) for r in full.routing.messages] == [
+        ("Project Cancelled", None, "hold"),
+        (None, "Port(ing)? Complete.*", "note"),
+    ]
 
 
 def test_check_config_masks_every_field_a_secret_variable_fills(full: Settings) -> None:

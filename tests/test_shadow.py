@@ -4,6 +4,7 @@ addresses, and nothing provisioned for real until a person asks."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 from click.testing import CliRunner
 from sqlalchemy import select
@@ -190,3 +191,33 @@ def test_reconciliation_obeys_shadow_mode(
     assert (order.shadow, order.state) == (True, OrderState.DONE)
     assert pc_writes(emulators) == []
     assert emulators.smtp.messages == []  # staff hear nothing in a trial without addresses
+
+
+def test_a_routed_message_obeys_shadow_mode(
+    make_runtime: Callable[..., Runtime], emulators: Emulators, clock: ManualClock, tmp_path: Path
+) -> None:
+    config = tmp_path / "routes.toml"
+    config.write_text('[[messages]]\nmatch = "Project Install Scheduled"\naction = "ticket"\n')
+    runtime = make_runtime(SHADOW_MODE="true", UTOPIA_HANDLER_CONFIG=str(config))
+    shadow_queue(runtime, ORDER)
+    worker = Worker(runtime, name="shadow", clock=clock)
+    worker.run_until_idle()
+    with runtime.store.write() as session:
+        queries.record_callback(
+            session,
+            order_ref=ORDER,
+            msg="Project Install Scheduled",
+            event="Project Update",
+            body="{}",
+            remote_addr="127.0.0.1",
+            now=utcnow(),
+            routes=runtime.settings.routing.messages,
+        )
+    worker.run_until_idle()
+
+    order = load_order(runtime, ORDER)
+    with runtime.store.read() as session:
+        actions_recorded = [w.action for w in queries.shadow_writes(session, order.id)]
+    assert actions_recorded.count("createTicket") == 2  # the install ticket and the routed one
+    assert pc_writes(emulators) == []
+    assert emulators.powercode.tickets == {}

@@ -1,4 +1,5 @@
-"""What a person can do to an order. The CLI and the console call these; the worker does the work.
+"""What a person can do to an order (and to its routed messages' actions). The CLI and the console
+call these; the worker does the work.
 
 Each action finds the order, checks what only a person's action needs (a note, an audit row),
 and leaves every change of the order's state and step to `lifecycle`.
@@ -21,7 +22,14 @@ from utopia_handler.lifecycle import ActionRefused
 from utopia_handler.provisioning import PlannedService
 from utopia_handler.settings import ProvisioningSettings, plan_key
 from utopia_handler.store import queries
-from utopia_handler.store.models import Notification, Order, OrderState, SiteDecision, Step
+from utopia_handler.store.models import (
+    MessageAction,
+    Notification,
+    Order,
+    OrderState,
+    SiteDecision,
+    Step,
+)
 
 __all__ = ["ActionRefused"]  # re-exported: the console and the CLI catch it from here
 
@@ -161,6 +169,52 @@ def resend_notification(session: Session, order_ref: str, now: datetime, *, acto
         detail=f"{latest.kind.value} e-mail",
     )
     return latest.kind.value
+
+
+# Routed messages' actions --------------------------------------------------------------------
+
+
+def _find_message_action(session: Session, order_ref: str, action_id: int) -> MessageAction:
+    order = _find(session, order_ref)
+    action = session.get(MessageAction, action_id)
+    if action is None or action.order_id != order.id:
+        raise ActionRefused(f"order {order_ref} has no routed message action {action_id}")
+    return action
+
+
+def retry_message_action(
+    session: Session, order_ref: str, action_id: int, now: datetime, *, actor: str
+) -> MessageAction:
+    """Queue a routed message's action again, as a new run (a person has looked)."""
+    action = _find_message_action(session, order_ref, action_id)
+    was = action.state.value
+    lifecycle.retry_action(action, now)
+    audit.record(
+        session,
+        actor,
+        "retry_message_action",
+        now,
+        order_ref=order_ref,
+        detail=f"{action.action.value} for {action.msg!r} (action {action.id}, was {was})",
+    )
+    return action
+
+
+def close_message_action(
+    session: Session, order_ref: str, action_id: int, note: str, now: datetime, *, actor: str
+) -> MessageAction:
+    """Close a routed message's action: done by hand, or nothing is to be done."""
+    action = _find_message_action(session, order_ref, action_id)
+    lifecycle.close_action(action, note, actor, now)
+    audit.record(
+        session,
+        actor,
+        "close_message_action",
+        now,
+        order_ref=order_ref,
+        detail=f"{action.action.value} for {action.msg!r} (action {action.id}): {note.strip()}",
+    )
+    return action
 
 
 # Provisioning by hand -----------------------------------------------------------------------------

@@ -518,6 +518,39 @@ def reconcile(ctx: click.Context, dry_run: bool, since: datetime | None) -> None
         runtime.close()
 
 
+@orders.command("message-retry")
+@click.argument("order_ref")
+@click.argument("action_id", type=int)
+@click.pass_context
+def orders_message_retry(ctx: click.Context, order_ref: str, action_id: int) -> None:
+    """Queue a routed message's action again (its id is in `orders show`)."""
+    from utopia_handler.actions import retry_message_action
+    from utopia_handler.timeutil import utcnow
+
+    def act(session: Session, actor: str) -> str:
+        action = retry_message_action(session, order_ref, action_id, utcnow(), actor=actor)
+        return f"{order_ref}: {action.action.value} for {action.msg!r} queued again"
+
+    _act_on_order(ctx, act)
+
+
+@orders.command("message-close")
+@click.argument("order_ref")
+@click.argument("action_id", type=int)
+@click.option("--note", required=True, help="What was done by hand, or why nothing is to be done.")
+@click.pass_context
+def orders_message_close(ctx: click.Context, order_ref: str, action_id: int, note: str) -> None:
+    """Close a routed message's action: done by hand, or nothing is to be done."""
+    from utopia_handler.actions import close_message_action
+    from utopia_handler.timeutil import utcnow
+
+    def act(session: Session, actor: str) -> str:
+        action = close_message_action(session, order_ref, action_id, note, utcnow(), actor=actor)
+        return f"{order_ref}: {action.action.value} for {action.msg!r} closed"
+
+    _act_on_order(ctx, act)
+
+
 # Console users -----------------------------------------------------------------------------------
 
 ROLE_CHOICE = click.Choice(["viewer", "operator", "admin"])

@@ -1,6 +1,7 @@
 """Settings people edit in the console, kept as versions in the database.
 
-The plan mapping, the always-added services and the ticket template may be saved in the console.
+The plan mapping, the always-added services, the ticket template, the routing table of UTOPIA
+messages and the message ticket's template may be saved in the console.
 Each save is a new `config_versions` row (who, when); the newest row of a kind is in force, and a
 rollback saves an old version again as the newest. The worker reads the current versions for each
 order, so every process sees a change at once, without a restart. Kinds never saved in the console
@@ -21,10 +22,22 @@ from sqlalchemy.orm import Session
 from utopia_handler import audit
 from utopia_handler.clients.powercode import NOTHING_LEARNED, EmptyReply, LearnedReplies
 from utopia_handler.clients.utopia import Contract, OrderItem, Person, PostalAddress
+from utopia_handler.message_actions import ActionView
+from utopia_handler.message_actions import ticket_variables as message_ticket_variables
 from utopia_handler.provisioning import OrderView, PlannedService, ticket_variables
 from utopia_handler.settings import PlanMapping, ProvisioningSettings, plan_key
+from utopia_handler.settings.routes import (
+    RouteProblem,
+    check_table,
+    describe_route,
+    make_route,
+    route_to_mapping,
+)
+from utopia_handler.settings.schema import MessageRoute
+from utopia_handler.store import queries
 from utopia_handler.store.console_models import ConfigKind, ConfigVersion
 from utopia_handler.store.db import Store
+from utopia_handler.store.models import MessageActionKind, OrderState
 from utopia_handler.tickets import RenderedTicket, TemplateProblem, TicketRenderer
 
 MAX_SERVICE_ID = 2**31 - 1  # PowerCode ids are 32-bit database keys
@@ -102,6 +115,16 @@ def describe_always_services(settings: ProvisioningSettings) -> str:
     )
 
 
+def current_routes(
+    session: Session, base: Sequence[MessageRoute]
+) -> tuple[tuple[MessageRoute, ...], ConfigVersion | None]:
+    """The routing table in force (the console's newest version, else the file's) and its version."""
+    version = latest(session, ConfigKind.MESSAGE_ROUTES)
+    if version is None:
+        return tuple(base), None
+    return queries.stored_routes(version.value), version
+
+
 def stored_ticket_template(session: Session) -> ConfigVersion | None:
     """The ticket template version saved in the console, if any."""
     return latest(session, ConfigKind.TICKET_TEMPLATE)
@@ -148,6 +171,14 @@ class StoredSettings:
     def provisioning(self) -> ProvisioningSettings:
         with self._store.read() as session:
             return current_provisioning(session, self._base)
+
+    def message_ticket_template(self) -> tuple[str, str] | None:
+        """(message ticket template source, where it came from), or None for the built-in one."""
+        with self._store.read() as session:
+            version = latest(session, ConfigKind.MESSAGE_TICKET_TEMPLATE)
+        if version is None:
+            return None
+        return str(version.value["source"]), f"version {version.id} saved in the console"
 
     def learned_replies(self) -> LearnedReplies:
         with self._store.read() as session:
@@ -236,6 +267,33 @@ def parse_always_services(text: str) -> tuple[tuple[int, int], ...]:
     return tuple(services)
 
 
+def parse_route_rows(rows: Sequence[tuple[str, str, str]]) -> tuple[MessageRoute, ...]:
+    """A routing table from (match|pattern, text, action) form rows; rows left blank are dropped."""
+    problems: list[str] = []
+    routes: list[MessageRoute] = []
+    for number, (how, raw_text, action) in enumerate(rows, start=1):
+        text = raw_text.strip()
+        if not text:
+            continue
+        label = f"row {number} ({text[:60]})"
+        if how not in ("match", "pattern"):
+            problems.append(f"{label}: say whether the text is the message or a pattern")
+            continue
+        try:
+            routes.append(
+                make_route(
+                    action, text if how == "match" else None, text if how == "pattern" else None
+                )
+            )
+        except RouteProblem as problem:
+            problems.append(f"{label}: {problem.problem}; {problem.fix}")
+    if not problems:
+        problems = check_table(routes)
+    if problems:
+        raise ConfigInvalid(problems)
+    return tuple(routes)
+
+
 def sample_contract() -> Contract:
     """A made-up order for template previews: never a real customer's data."""
     service = PostalAddress(
@@ -272,14 +330,42 @@ def sample_ticket_variables() -> dict[str, Any]:
     return ticket_variables(view, contract, customer_id=10001)
 
 
-def preview_ticket(renderer: TicketRenderer, source: str) -> RenderedTicket:
-    """The ticket the sample order would get with this template; ConfigInvalid if it fails."""
+def sample_message_ticket_variables() -> dict[str, Any]:
+    """The variables of a made-up message about the sample order, as the ticket action passes them."""
+    contract = sample_contract()
+    view = ActionView(
+        action_id=0,
+        order_id=0,
+        kind=MessageActionKind.TICKET,
+        msg="Project Install Scheduled",
+        event="Project Update",
+        received_at=datetime(2026, 11, 20, 15, 30),
+        order_ref=contract.order_ref,
+        order_state=OrderState.DONE,
+        customer_id=10001,
+        customer_name="Jordan Sample",
+        site_id=contract.site_id,
+        contract=contract,
+        attempt_id=0,
+        attempt_number=1,
+        maybe_applied=False,
+    )
+    return message_ticket_variables(view, 10001)
+
+
+def preview_ticket(
+    renderer: TicketRenderer, source: str, variables: dict[str, Any] | None = None
+) -> RenderedTicket:
+    """The ticket the sample order (or `variables`) would get with this template; ConfigInvalid
+    if it fails."""
     if not source.strip():
         raise ConfigInvalid(["the template is empty"])
     if len(source) > MAX_TEMPLATE_CHARS:
         raise ConfigInvalid([f"the template is longer than {MAX_TEMPLATE_CHARS} characters"])
     try:
-        return renderer.render(sample_ticket_variables(), source=source)
+        return renderer.render(
+            sample_ticket_variables() if variables is None else variables, source=source
+        )
     except TemplateProblem as problem:
         raise ConfigInvalid([str(problem)]) from None
 
@@ -343,6 +429,40 @@ def save_ticket_template(
         note,
         f"{len(source)} characters" + (f" ({note})" if note else ""),
     )
+
+
+def save_message_ticket_template(
+    session: Session, renderer: TicketRenderer, source: str, actor: str, now: datetime
+) -> ConfigVersion:
+    """Put a new message ticket template in force, after checking it renders the sample message."""
+    preview_ticket(renderer, source, sample_message_ticket_variables())
+    return _save(
+        session,
+        ConfigKind.MESSAGE_TICKET_TEMPLATE,
+        {"source": source},
+        actor,
+        now,
+        None,
+        f"{len(source)} characters",
+    )
+
+
+def save_routes(
+    session: Session, routes: Sequence[MessageRoute], actor: str, now: datetime
+) -> ConfigVersion:
+    """Put a new routing table of UTOPIA messages in force (checked again: it may come from
+    anywhere)."""
+    problems = check_table(routes)
+    for route in routes:
+        try:
+            make_route(route.action, route.match, route.pattern)
+        except RouteProblem as problem:
+            problems.append(f"{describe_route(route)}: {problem}")
+    if problems:
+        raise ConfigInvalid(problems)
+    value = [route_to_mapping(route) for route in routes]
+    listed = ", ".join(describe_route(route) for route in routes) or "no routes"
+    return _save(session, ConfigKind.MESSAGE_ROUTES, value, actor, now, None, listed[:1000])
 
 
 def roll_back(session: Session, version_id: int, actor: str, now: datetime) -> ConfigVersion:

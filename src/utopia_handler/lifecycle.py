@@ -10,6 +10,11 @@
                               |
                               +--a person--> done, resolved by hand | ignored
 
+A routed UTOPIA message's action (`message_actions` rows) has a smaller life of its own, here too:
+
+    pending --worker--> done | pending (retry later) | waiting --a person--> pending (new run)
+                                                                         +--> closed
+
 The worker (after each step), the console and the CLI (a person's actions) call these functions;
 none of them sets an order column itself. Each function takes the order row and the caller's
 session and changes nothing outside them, so a caller's one commit records the step's outcome,
@@ -31,8 +36,11 @@ from sqlalchemy.orm import Session
 from utopia_handler.clients.errors import OutsideError, RetryableError
 from utopia_handler.store import queries
 from utopia_handler.store.models import (
+    ACTIVE_STATES,
     STEP_SEQUENCE,
     AttemptOutcome,
+    MessageAction,
+    MessageActionState,
     NotificationKind,
     Order,
     OrderState,
@@ -505,3 +513,172 @@ def restart_with_contract(
         order.updated_at = now
     else:
         start_new_run(order, step, now)
+
+
+# Routed messages' actions ---------------------------------------------------------------------
+
+
+def message_context(action: MessageAction, **more: str) -> dict[str, str]:
+    """What the staff e-mail about a routed message says (UTOPIA's words; no personal data)."""
+    return {"msg": action.msg, "event": action.event or "", "action": action.action.value, **more}
+
+
+def start_action_attempt(session: Session, action: MessageAction, owner: str, now: datetime) -> int:
+    """The action begins: its attempt row is written before any outside call. Its id."""
+    action.attempts += 1
+    action.updated_at = now
+    return queries.add_action_attempt(session, action, owner, now).id
+
+
+def _release_action(action: MessageAction) -> None:
+    action.lease_owner = None
+    action.lease_expires_at = None
+
+
+def action_done(
+    session: Session,
+    action: MessageAction,
+    attempt_id: int,
+    detail: str,
+    now: datetime,
+    *,
+    ticket_id: str | None = None,
+) -> None:
+    """The action did what it was routed to do (or found it done): it is finished."""
+    queries.finish_action_attempt(session, attempt_id, AttemptOutcome.OK, detail, now)
+    action.state = MessageActionState.DONE
+    action.detail = detail
+    action.ticket_id = ticket_id or action.ticket_id
+    action.retrying_since = None
+    action.updated_at = now
+    _release_action(action)
+
+
+def action_waits(
+    session: Session,
+    order: Order,
+    action: MessageAction,
+    attempt_id: int,
+    attempt_outcome: AttemptOutcome,
+    reason: str,
+    now: datetime,
+) -> None:
+    """The action waits for a person, with `reason`; staff get one e-mail about it."""
+    queries.finish_action_attempt(session, attempt_id, attempt_outcome, reason, now)
+    action.state = MessageActionState.WAITING
+    action.detail = reason
+    action.retrying_since = None
+    action.updated_at = now
+    _release_action(action)
+    context = message_context(action, waiting=reason)
+    queries.enqueue_notification(session, order, NotificationKind.MESSAGE, context, now)
+
+
+def action_retry(
+    session: Session,
+    order: Order,
+    action: MessageAction,
+    attempt_id: int,
+    detail: str,
+    now: datetime,
+    policy: RetryPolicy,
+    rng: random.Random,
+    *,
+    uncertain: bool = False,
+    retry_after: float | None = None,
+) -> bool:
+    """Try the action again later, or wait for a person past the deadline (returns True)."""
+    outcome = AttemptOutcome.UNCERTAIN if uncertain else AttemptOutcome.RETRY
+    action.retrying_since = action.retrying_since or now
+    if now - action.retrying_since >= policy.deadline:
+        hours = policy.deadline.total_seconds() / 3600
+        reason = f"still not done after {hours:g} h of retries: {detail}"
+        action_waits(session, order, action, attempt_id, outcome, reason, now)
+        return True
+    queries.finish_action_attempt(session, attempt_id, outcome, detail, now)
+    delay = policy.delay(action.attempts, retry_after, rng)
+    action.next_attempt_at = now + timedelta(seconds=delay)
+    action.detail = (
+        f"{detail}; attempt {action.attempts}, next at "
+        f"{action.next_attempt_at:%Y-%m-%d %H:%M:%S} UTC"
+    )
+    action.updated_at = now
+    _release_action(action)
+    return False
+
+
+def action_later(
+    session: Session,
+    action: MessageAction,
+    attempt_id: int,
+    detail: str,
+    at: datetime,
+    now: datetime,
+) -> None:
+    """Nothing went wrong, but the action cannot run yet (its order is being worked on)."""
+    queries.finish_action_attempt(session, attempt_id, AttemptOutcome.RETRY, detail, now)
+    action.next_attempt_at = at
+    action.detail = detail
+    action.updated_at = now
+    _release_action(action)
+
+
+def hold_for_message(
+    session: Session, order: Order, action: MessageAction, now: datetime
+) -> str | None:
+    """The `hold` action: an active order waits for a person, with the message as its reason.
+
+    An order that is not active (recorded, waiting already, or ended) is not changed: staff are
+    e-mailed about the message instead. Returns None when the order is being worked on right
+    now (the caller tries again shortly), else what was done, for the history.
+    """
+    if is_leased(order, now):
+        return None
+    where = f'event "{action.event}"' if action.event else "no event"
+    if order.state not in ACTIVE_STATES:
+        note = (
+            f"the order is {order.state.value}, so it was not put on hold; staff were e-mailed "
+            "about the message instead"
+        )
+        context = message_context(action, note=note)
+        queries.enqueue_notification(session, order, NotificationKind.MESSAGE, context, now)
+        return note
+    order.state = OrderState.WAITING
+    order.reason = (
+        f"{order.step.value}: UTOPIA sent {action.msg!r} ({where}); check the order with UTOPIA, "
+        "then retry it to go on, or ignore it"
+    )
+    order.retrying_since = None
+    order.updated_at = now
+    release_lease(order)
+    note = f"the order waits for a person at {order.step.value}"
+    context = message_context(action, held=note)
+    queries.enqueue_notification(session, order, NotificationKind.MESSAGE, context, now)
+    return note
+
+
+def retry_action(action: MessageAction, now: datetime) -> None:
+    """A person queues the action again as a new run: they have taken earlier doubts on."""
+    if action.lease_owner and action.lease_expires_at and action.lease_expires_at > now:
+        raise ActionRefused("the action is being worked on right now; try again shortly")
+    if action.state == MessageActionState.DONE:
+        raise ActionRefused("the action is done already")
+    action.run += 1
+    action.state = MessageActionState.PENDING
+    action.attempts = 0
+    action.retrying_since = None
+    action.detail = None
+    action.next_attempt_at = now
+    action.updated_at = now
+
+
+def close_action(action: MessageAction, note: str, actor: str, now: datetime) -> None:
+    """A person closes the action: done by hand, or nothing is to be done; with their note."""
+    if action.lease_owner and action.lease_expires_at and action.lease_expires_at > now:
+        raise ActionRefused("the action is being worked on right now; try again shortly")
+    if action.state in (MessageActionState.DONE, MessageActionState.CLOSED):
+        raise ActionRefused(f"the action is {action.state.value} already")
+    action.state = MessageActionState.CLOSED
+    action.detail = f"closed by {actor}: {checked_note(note)}"
+    action.retrying_since = None
+    action.updated_at = now

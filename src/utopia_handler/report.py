@@ -36,35 +36,48 @@ def order_summary(order: Order) -> str:
 
 
 def order_story(session: Session, order: Order) -> list[str]:
-    """The order's whole history: callbacks, what people (and reconciliation) did, every step
-    attempt in time order, then e-mails."""
+    """The order's whole history in time order: every UTOPIA message, what people (and
+    reconciliation) did, every step attempt, the routed messages' actions and their attempts, and
+    the e-mails."""
     callbacks, attempts, notifications = queries.order_history(session, order)
+    actions, action_attempts = queries.message_actions(session, order)
     lines = [order_summary(order)]
     if order.reason:
         lines.append(f"    why: {order.reason}")
     events: list[tuple[datetime, str]] = []
     for callback in callbacks:
         events.append(
-            (
-                callback.received_at,
-                f"callback {callback.msg!r} -> {callback.outcome.value}",
-            )
+            (callback.received_at, f"callback {callback.msg!r} -> {callback.outcome.value}")
         )
     for entry in reversed(audit.entries(session, limit=200, order_ref=order.order_ref)):
-        action = entry.action.replace("_", " ")
-        events.append((entry.at, f"{entry.actor}: {action} - {entry.detail or ''}"))
+        what = entry.action.replace("_", " ")
+        events.append((entry.at, f"{entry.actor}: {what} - {entry.detail or ''}"))
     for attempt in attempts:
         events.append(
             (
                 attempt.started_at,
-                f"{attempt.step.value:<16} attempt {attempt.attempt}:"
-                f" {attempt.outcome.value} - {attempt.detail or ''}",
+                f"{attempt.step.value:<16} attempt {attempt.attempt}: {attempt.outcome.value}"
+                f" - {attempt.detail or ''}",
             )
         )
-    # Stable: at the same second a callback comes before what followed it.
-    events.sort(key=lambda event: event[0])
+    names = {action.id: f"{action.action.value} for {action.msg!r}" for action in actions}
+    for action in actions:
+        state = action.state.value + (f" - {action.detail}" if action.detail else "")
+        events.append(
+            (action.created_at, f"routed {names[action.id]} (action {action.id}): {state}")
+        )
+    for action_attempt in action_attempts:
+        events.append(
+            (
+                action_attempt.started_at,
+                f"{names[action_attempt.action_id]} run {action_attempt.run} attempt "
+                f"{action_attempt.attempt}: {action_attempt.outcome.value}"
+                f" - {action_attempt.detail or ''}",
+            )
+        )
+    events.extend((n.created_at, notification_line(n)) for n in notifications)
+    events.sort(key=lambda event: event[0])  # stable: same-moment events keep the order above
     lines.extend(f"    {at:%H:%M:%S} {text}" for at, text in events)
-    lines.extend(f"    {notification_line(n)}" for n in notifications)
     return lines
 
 

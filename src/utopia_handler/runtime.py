@@ -21,7 +21,7 @@ from utopia_handler.settings import Settings
 from utopia_handler.shadow import ShadowPowerCodeClient, ShadowRecorder, ShadowUtopiaClient
 from utopia_handler.site_panel import SiteLookup
 from utopia_handler.store.db import Store
-from utopia_handler.tickets import TicketRenderer
+from utopia_handler.tickets import BUILT_IN_MESSAGE_TEMPLATE, TicketRenderer
 from utopia_handler.timeutil import utcnow
 
 
@@ -37,6 +37,8 @@ class Runtime:
     tickets: TicketRenderer
     emails: EmailRenderer
     provisioner: Provisioner
+    # The ticket the routing table opens for a UTOPIA message (its own template and summary).
+    message_tickets: TicketRenderer
     # Set when new work is stored, so an in-process worker starts at once instead of polling.
     wakeup: threading.Event = field(default_factory=threading.Event)
     _site_lookup: SiteLookup | None = field(default=None, repr=False)
@@ -116,6 +118,11 @@ def build_runtime(settings: Settings) -> Runtime:
         ticket_settings.summary,
         stored_source=stored.ticket_template,
     )
+    message_tickets = TicketRenderer(
+        BUILT_IN_MESSAGE_TEMPLATE,
+        ticket_settings.message_summary,
+        stored_source=stored.message_ticket_template,
+    )
     provisioner = Provisioner(
         utopia=utopia,
         powercode=powercode,
@@ -133,4 +140,5 @@ def build_runtime(settings: Settings) -> Runtime:
         tickets=tickets,
         emails=EmailRenderer(settings.powercode),
         provisioner=provisioner,
+        message_tickets=message_tickets,
     )

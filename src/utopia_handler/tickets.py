@@ -1,4 +1,5 @@
-"""Render the installation ticket's summary and HTML description from editable templates.
+"""Render a ticket's summary and HTML description from editable templates: the installation
+ticket, and the ticket the routing table opens for a UTOPIA message.
 
 The description template is read from disk on every render, so an edited template takes effect
 for the next ticket without a restart. Templates written for the old handler use `{name}`
@@ -17,6 +18,8 @@ from jinja2 import StrictUndefined, TemplateError
 from jinja2.sandbox import SandboxedEnvironment
 
 BUILT_IN_TEMPLATE = Path(__file__).parent / "ticket_descriptions" / "new_desc.txt"
+# The description of a ticket the routing table opens for a UTOPIA message (`ticket` action).
+BUILT_IN_MESSAGE_TEMPLATE = Path(__file__).parent / "ticket_descriptions" / "message_desc.txt"
 _LEGACY_PLACEHOLDER = re.compile(r"(?<!\{)\{([A-Za-z_]\w*)\}(?!\})")
 
 

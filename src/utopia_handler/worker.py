@@ -1,8 +1,9 @@
 """Claim due work from the store, run one step at a time, record each outcome before the next.
 
-Two kinds of work: orders (the provisioning steps) and the e-mail outbox. Each is claimed with a
-lease that a heartbeat keeps alive. Beside them run the periodic jobs: the retention purge, and
-reconciliation with UTOPIA's order list (one process per period, by a job lease). A worker registers its process (store/leases.py): at start and
+Three kinds of work: orders (the provisioning steps), the e-mail outbox, and the actions of routed
+UTOPIA messages (message_actions.py). Each is claimed with a lease that a heartbeat keeps alive.
+Beside them run the periodic jobs: the retention purge, and reconciliation with UTOPIA's order
+list (one process per period, by a job lease). A worker registers its process (store/leases.py): at start and
 at every heartbeat it takes over at once the work of processes of its own machine that are gone;
 a crashed worker elsewhere loses its work when its leases expire. This module holds the only
 catch-all: any unexpected error is recorded with the order, which then waits for a person.
@@ -30,6 +31,7 @@ from utopia_handler import lifecycle
 from utopia_handler.clients.errors import RejectedError, RetryableError
 from utopia_handler.clients.utopia import Contract
 from utopia_handler.logs import log_event
+from utopia_handler.message_actions import MessageActionRunner
 from utopia_handler.notify.outbox import Outbox
 from utopia_handler.process_identity import is_gone, this_process
 from utopia_handler.provisioning import (
@@ -44,6 +46,7 @@ from utopia_handler.store import jobs, leases, queries
 from utopia_handler.store.models import (
     ACTIVE_STATES,
     AttemptOutcome,
+    MessageAction,
     Order,
     Step,
 )
@@ -91,12 +94,24 @@ class Worker:
         self.rng = rng or random.Random()
         # E-mails claimed by this worker are delivered by the outbox, under the same lease name.
         self.outbox = Outbox(runtime, self.name, clock, self.retry, self.rng)
+        # Routed messages' actions likewise, with the message ticket's own renderer.
+        self.messages = MessageActionRunner(
+            runtime.store,
+            runtime.powercode,
+            runtime.message_tickets,
+            runtime.settings.provisioning.ticket,
+            self.name,
+            clock,
+            self.retry,
+            self.rng,
+        )
         self.wakeup = wakeup or threading.Event()
         self._stopping = threading.Event()
         self._heartbeat_stop = threading.Event()
         self._lock = threading.Lock()
         self._orders_in_hand: set[int] = set()
         self._notifications_in_hand: set[int] = set()
+        self._messages_in_hand: set[int] = set()
         self._threads: list[threading.Thread] = []
         self._heartbeat_thread: threading.Thread | None = None
         self._pool: ThreadPoolExecutor | None = None
@@ -109,7 +124,7 @@ class Worker:
         First registers this process and takes over the work of gone processes of this machine
         (a restart after a kill), so that work is due before the first claim.
         """
-        self._heartbeat([], [])
+        self._heartbeat([], [], [])
         self._pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="work")
         loops: list[tuple[Callable[[], None], str]] = [
             (self._dispatch_loop, "dispatch"),
@@ -153,17 +168,21 @@ class Worker:
         """Do all work that is due now, in this thread; returns how many items were handled."""
         handled = 0
         for _ in range(max_rounds):
-            order_ids, notification_ids = self._claim(self.concurrency)
-            if not order_ids and not notification_ids:
+            order_ids, notification_ids, message_ids = self._claim(self.concurrency)
+            if not order_ids and not notification_ids and not message_ids:
                 return handled
             for order_id in order_ids:
                 self._work_on_order(order_id)
+            for message_id in message_ids:
+                self._work_on_message_action(message_id)
             for notification_id in notification_ids:
                 self._work_on_notification(notification_id)
-            handled += len(order_ids) + len(notification_ids)
+            handled += len(order_ids) + len(notification_ids) + len(message_ids)
         return handled
 
-    def _claim(self, limit: int, *, mail_first: bool = False) -> tuple[list[int], list[int]]:
+    def _claim(
+        self, limit: int, *, mail_first: bool = False
+    ) -> tuple[list[int], list[int], list[int]]:
         now = self.clock()
         with self.runtime.store.write() as session:
             notification_ids: list[int] = []
@@ -187,11 +206,24 @@ class Worker:
                 else []
             )
             free = order_limit - len(order_ids)
+            message_ids = (
+                queries.claim_due_message_actions(
+                    session,
+                    self.name,
+                    free,
+                    now,
+                    self.lease,
+                    shadow=self.runtime.settings.shadow_mode,
+                )
+                if free > 0
+                else []
+            )
+            free -= len(message_ids)
             if free > 0:
                 notification_ids += queries.claim_due_notifications(
                     session, self.name, free, now, self.lease
                 )
-        return order_ids, notification_ids
+        return order_ids, notification_ids, message_ids
 
     def _dispatch_loop(self) -> None:
         assert self._pool is not None
@@ -199,18 +231,23 @@ class Worker:
             self.wakeup.clear()
             with self._lock:
                 free = (
-                    self.concurrency - len(self._orders_in_hand) - len(self._notifications_in_hand)
+                    self.concurrency
+                    - len(self._orders_in_hand)
+                    - len(self._notifications_in_hand)
+                    - len(self._messages_in_hand)
                 )
                 mail_first = not self._notifications_in_hand
             claimed = 0
             if free > 0:
                 try:
-                    order_ids, notification_ids = self._claim(free, mail_first=mail_first)
+                    order_ids, notification_ids, message_ids = self._claim(
+                        free, mail_first=mail_first
+                    )
                 except SQLAlchemyError as error:
                     log_event(
                         log, "worker.claim_failed", logging.WARNING, error=type(error).__name__
                     )
-                    order_ids, notification_ids = [], []
+                    order_ids, notification_ids, message_ids = [], [], []
                 with self._lock:
                     # A lease can run out while its heartbeat waits for a locked database; the
                     # claim then hands us back work a thread of ours still holds. Running it a
@@ -219,8 +256,10 @@ class Worker:
                     notification_ids = [
                         i for i in notification_ids if i not in self._notifications_in_hand
                     ]
+                    message_ids = [i for i in message_ids if i not in self._messages_in_hand]
                     self._orders_in_hand.update(order_ids)
                     self._notifications_in_hand.update(notification_ids)
+                    self._messages_in_hand.update(message_ids)
                 for order_id in order_ids:
                     self._pool.submit(
                         self._in_pool, self._work_on_order, order_id, self._orders_in_hand
@@ -232,7 +271,14 @@ class Worker:
                         notification_id,
                         self._notifications_in_hand,
                     )
-                claimed = len(order_ids) + len(notification_ids)
+                for message_id in message_ids:
+                    self._pool.submit(
+                        self._in_pool,
+                        self._work_on_message_action,
+                        message_id,
+                        self._messages_in_hand,
+                    )
+                claimed = len(order_ids) + len(notification_ids) + len(message_ids)
             if claimed == 0 or claimed == free:
                 # Nothing due, or every slot busy: sleep until woken by a callback, a finished
                 # item, or the poll interval.
@@ -249,22 +295,30 @@ class Worker:
     def _heartbeat_loop(self) -> None:
         while not self._heartbeat_stop.wait(self.lease.total_seconds() / 3):
             with self._lock:
-                order_ids, notification_ids = (
+                order_ids, notification_ids, message_ids = (
                     list(self._orders_in_hand),
                     list(self._notifications_in_hand),
+                    list(self._messages_in_hand),
                 )
-            self._heartbeat(order_ids, notification_ids)
+            self._heartbeat(order_ids, notification_ids, message_ids)
 
-    def _heartbeat(self, order_ids: list[int], notification_ids: list[int]) -> None:
+    def _heartbeat(
+        self, order_ids: list[int], notification_ids: list[int], message_ids: list[int]
+    ) -> None:
         """Keep this process registered and its leases alive; take over gone processes' work."""
         process = this_process()
         try:
             with self.runtime.store.write() as session:
                 now = self.clock()  # once the write lock is ours: a wait for it costs no lease
                 leases.record_alive(session, self.name, process, now)
-                if order_ids or notification_ids:
+                if order_ids or notification_ids or message_ids:
                     queries.extend_leases(
-                        session, self.name, order_ids, notification_ids, now + self.lease
+                        session,
+                        self.name,
+                        order_ids,
+                        notification_ids,
+                        now + self.lease,
+                        message_ids,
                     )
                 taken = [
                     leases.take_over(session, name, now, self.call_window)
@@ -284,8 +338,9 @@ class Worker:
                 orders=dead.orders,
                 in_flight=dead.orders_in_flight,
                 notifications=dead.notifications,
+                message_actions=dead.message_actions,
             )
-        if any(dead.orders or dead.notifications for dead in taken):
+        if any(dead.orders or dead.notifications or dead.message_actions for dead in taken):
             self.wakeup.set()
 
     def _retention_loop(self) -> None:
@@ -517,6 +572,59 @@ class Worker:
             error=type(error).__name__,
             may_have_applied=error.may_have_applied,
         )
+
+    # Routed messages' actions ------------------------------------------------------------------
+
+    def _work_on_message_action(self, action_id: int) -> None:
+        """Run one routed message's action; the one catch-all for it."""
+        try:
+            view = self.messages.prepare(action_id)
+            if view is None:
+                return
+            try:
+                # In shadow mode, a ticket or note it would write is recorded with its order.
+                # (Its attempt is a message action's, not a step's: no step attempt to name.)
+                context = WorkContext(view.order_id, f"message {view.kind.value}", None)
+                with working_on(context):
+                    result = self.messages.perform(view)
+            except Exception as error:  # the catch-all: recorded with the action, a person looks
+                log_event(
+                    log,
+                    "message_action.crashed",
+                    logging.ERROR,
+                    order=view.order_ref,
+                    action=view.kind.value,
+                    attempt=view.attempt_number,
+                    error=type(error).__name__,
+                )
+                log.error(
+                    "traceback (frames only):\n%s",
+                    "".join(traceback.format_tb(error.__traceback__)),
+                )
+                result = self.messages.crashed(error)
+            self.messages.record(view, result)
+        except queries.LeaseLost:
+            log_event(log, "message_action.lease_lost", logging.WARNING, action_id=action_id)
+        except SQLAlchemyError as error:
+            log_event(
+                log,
+                "message_action.store_failed",
+                logging.ERROR,
+                action_id=action_id,
+                error=type(error).__name__,
+            )
+        finally:
+            self._release_message_action(action_id)
+
+    def _release_message_action(self, action_id: int) -> None:
+        try:
+            with self.runtime.store.write() as session:
+                row = session.get(MessageAction, action_id)
+                if row is not None and row.lease_owner == self.name:
+                    row.lease_owner = None
+                    row.lease_expires_at = None
+        except SQLAlchemyError:
+            pass  # the lease expires on its own
 
     # Notifications -----------------------------------------------------------------------------
 

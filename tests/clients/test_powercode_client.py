@@ -78,6 +78,7 @@ def test_create_then_find_by_site_and_read(
         street="1432 S CANYON VIEW DR",
         city="Orem",
         state="UT",
+        notes=AVERY.notes,
     )
     assert powercode.find_customer_by_site("204817") == expected
     assert powercode.read_customer(customer_id) == expected
@@ -628,3 +629,17 @@ def test_a_tag_accepted_but_not_on_the_customer_is_rejected() -> None:
         "uapi:tags: PowerCode accepted tag(s) [3] but the customer does not carry them "
         "(check the tag ids in PowerCode)"
     )
+
+
+def test_notes_are_read_and_replaced_and_missing_notes_are_told_apart(
+    powercode: PowerCodeClient, powercode_emulator: PowerCodeEmulator
+) -> None:
+    customer_id = powercode.create_customer(AVERY).customer_id
+    powercode.update_customer_notes(customer_id, f"{AVERY.notes}\nUTOPIA sent a message")
+    customer = powercode.read_customer(customer_id)
+    assert customer is not None and customer.notes == f"{AVERY.notes}\nUTOPIA sent a message"
+    powercode_emulator.read_notes = False  # a reply without customerNotes: the notes are unknown
+    customer = powercode.read_customer(customer_id)
+    assert customer is not None and customer.notes is None
+    with pytest.raises(ValueError, match="erase"):
+        powercode.update_customer_notes(customer_id, "  ")

@@ -183,3 +183,46 @@ def test_readyz_needs_the_store_and_the_newest_schema(
         assert down.get_json()["store"] == "unavailable"
     finally:
         unreachable.close()
+
+
+def test_callbacks_are_counted_by_message_text_in_a_bounded_set_of_series(
+    make_runtime: Callable[..., Runtime],
+) -> None:
+    from tests.conftest import CALLBACK_TOKEN
+    from utopia_handler.web.metrics import MESSAGE_LABELS
+
+    runtime = make_runtime(CALLBACK_RATE_LIMIT="1000", CALLBACK_RATE_BURST="1000")
+    handle = ServiceHandle(runtime, worker=False, port=0).start()
+    try:
+        bodies = [new_order(PLAIN), new_order(PLAIN)]
+        # Sixty made-up texts, the busiest first: only the fifty most frequent get a series.
+        for n in range(60):
+            bodies += [
+                {"event": f"e{k}", "orderref": PLAIN, "msg": f"Update {n:02d}"}
+                for k in range(2 if n < 45 else 1)
+            ]
+        odd = 'Quote " back\\slash ' + "x" * 150  # escaped in the label, clipped to 100
+        bodies.append({"event": "Port", "orderref": PLAIN, "msg": odd})
+        bodies.append({"event": "Port2", "orderref": PLAIN, "msg": odd})
+        with httpx.Client(timeout=10) as client:
+            for body in bodies:
+                answer = client.post(
+                    f"{handle.url}/api-callback", params={"token": CALLBACK_TOKEN}, json=body
+                )
+                assert answer.status_code == 200
+        text = httpx.get(f"{handle.url}/metrics", timeout=10).text
+    finally:
+        handle.stop()
+    by_msg = {
+        labels[0][1]: value
+        for (name, labels), value in _samples(text).items()
+        if name == "utopia_handler_callbacks_by_message_total"
+    }
+    assert len(by_msg) == MESSAGE_LABELS + 1  # the fifty, and "other"
+    assert by_msg["Project New Order"] == 2
+    assert by_msg[odd[:100]] == 2
+    assert by_msg["Update 00"] == 2
+    assert sum(by_msg.values()) == len(bodies)
+    assert by_msg["other"] == len(bodies) - sum(v for k, v in by_msg.items() if k != "other")
+    assert 'msg="Quote \\" back\\\\slash ' in text  # the exposition escapes label values
+    assert all(len(label) <= 100 for label in by_msg)

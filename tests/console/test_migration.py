@@ -1,7 +1,7 @@
 """Migrations create exactly the tables the models describe, upgrade a database in use, and can
 be undone: 0003 the console tables, 0004 the site-decision columns of orders, 0005 the
 resolved-by-hand column, 0006 the workers behind the leases, 0007 reconciliation's runs and the
-job leases."""
+job leases, 0008 shadow mode, 0009 routed messages' actions."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ CONSOLE_TABLES = {"users", "console_sessions", "login_failures", "audit_log", "c
 def test_the_schema_after_migrating_matches_the_models(console_runtime: Runtime) -> None:
     with console_runtime.store.engine.connect() as connection:
         differences = compare_metadata(MigrationContext.configure(connection), Base.metadata)
-        assert MigrationContext.configure(connection).get_current_heads() == ("0008",)
+        assert MigrationContext.configure(connection).get_current_heads() == ("0009",)
     ours = [d for d in differences if any(table in repr(d) for table in CONSOLE_TABLES)]
     assert ours == []
 
@@ -151,3 +151,53 @@ def reconcile_tables_come_and_go(url: str) -> None:
 
 def test_the_reconciliation_migration_can_be_undone_and_redone(tmp_path: Path) -> None:
     reconcile_tables_come_and_go(f"sqlite:///{tmp_path / 'reconcile.db'}")
+
+
+def test_the_message_actions_migration_links_old_callbacks_to_their_orders(tmp_path: Path) -> None:
+    """0008 adds the routed messages' tables and gives old callbacks their order; undone cleanly."""
+    url = f"sqlite:///{tmp_path / 'callbacks.db'}"
+    config = alembic_config(url)
+    command.upgrade(config, "0008")
+    store = Store(url)
+    try:
+        at = datetime(2026, 12, 1, 9)
+        with store.engine.begin() as connection:
+            connection.execute(
+                text(
+                    "INSERT INTO orders (order_ref, state, step, created_at, updated_at,"
+                    " next_attempt_at, run, step_attempts, customer_created)"
+                    " VALUES ('UIA202611-004217', 'done', 'finished', :at, :at, :at, 1, 0, :no)"
+                ),
+                {"at": at, "no": False},
+            )
+            for ref, msg, order_id in (
+                ("UIA202611-004217", "Project New Order", 1),
+                ("UIA202611-004217", "Project Install Scheduled", None),  # stored unlinked
+                ("UIA202611-004217", "Test", None),  # a test has no order, even with a known ref
+                ("UIA202611-000009", "Port Complete", None),  # no such order: left as it is
+            ):
+                connection.execute(
+                    text(
+                        "INSERT INTO callbacks (received_at, order_ref, msg, outcome, order_id)"
+                        " VALUES (:at, :ref, :msg, 'not_handled', :order_id)"
+                    ),
+                    {"at": at, "ref": ref, "msg": msg, "order_id": order_id},
+                )
+        store.migrate()
+        with store.engine.connect() as connection:
+            linked = connection.execute(text("SELECT msg, order_id FROM callbacks ORDER BY id"))
+            assert [tuple(row) for row in linked] == [
+                ("Project New Order", 1),
+                ("Project Install Scheduled", 1),
+                ("Test", None),
+                ("Port Complete", None),
+            ]
+        assert {"message_actions", "message_action_attempts"} <= set(
+            inspect(store.engine).get_table_names()
+        )
+        command.downgrade(config, "0008")
+        tables = set(inspect(store.engine).get_table_names())
+        assert not {"message_actions", "message_action_attempts"} & tables
+        command.upgrade(config, "head")
+    finally:
+        store.close()

@@ -161,3 +161,50 @@ def test_resolve_and_ignore_need_a_note(held: str, run: Callable[..., Result]) -
     for action in ("resolve", "ignore"):
         missing = run("orders", action, held)
         assert missing.exit_code == 2 and "--note" in missing.output
+
+
+def test_a_routed_messages_action_is_shown_retried_and_closed_from_the_cli(
+    console_runtime: Runtime, held: str, worker: Worker, run: Callable[..., Result]
+) -> None:
+    from utopia_handler.settings.schema import MessageRoute
+    from utopia_handler.store import queries
+    from utopia_handler.store.models import MessageAction, MessageActionState
+    from utopia_handler.timeutil import utcnow
+
+    with console_runtime.store.write() as session:
+        queries.record_callback(
+            session,
+            order_ref=held,
+            msg="Port Complete",
+            event="Port",
+            body="{}",
+            remote_addr="127.0.0.1",
+            now=utcnow(),
+            routes=(MessageRoute("note", match="Port Complete"),),
+        )
+    worker.run_until_idle()  # the held order has no customer yet: the note waits for it
+    with console_runtime.store.read() as session:
+        action_id = session.scalar(select(MessageAction.id))
+    assert action_id is not None
+
+    shown = run("orders", "show", held)
+    assert shown.exit_code == 0, shown.output
+    assert f"routed note for 'Port Complete' (action {action_id}): pending" in shown.output
+
+    retried = run("orders", "message-retry", held, str(action_id))
+    assert retried.exit_code == 0, retried.output
+    assert retried.output.strip() == f"{held}: note for 'Port Complete' queued again"
+    closed = run("orders", "message-close", held, str(action_id), "--note", "added by hand")
+    assert closed.exit_code == 0, closed.output
+    again = run("orders", "message-close", held, str(action_id), "--note", "again")
+    assert again.exit_code == 1 and "the action is closed already" in again.output
+    wrong = run("orders", "message-retry", PLAIN, str(action_id))
+    assert wrong.exit_code == 1 and "no order" in wrong.output
+    with console_runtime.store.read() as session:
+        action = session.get(MessageAction, action_id)
+        assert action is not None and action.state == MessageActionState.CLOSED
+        assert action.detail == "closed by cli:dana: added by hand"
+    assert [(actor, action) for actor, action, _ in audit_rows(console_runtime, held)] == [
+        ("cli:dana", "retry_message_action"),
+        ("cli:dana", "close_message_action"),
+    ]

@@ -16,8 +16,10 @@ from tests.console.conftest import post_form
 from utopia_handler import config_store
 from utopia_handler.runtime import Runtime
 from utopia_handler.settings import PlanMapping
+from utopia_handler.settings.schema import MessageRoute
+from utopia_handler.store import queries
 from utopia_handler.store.console_models import AuditEntry, Role
-from utopia_handler.store.models import Order, OrderState
+from utopia_handler.store.models import MessageAction, Order, OrderState
 from utopia_handler.timeutil import utcnow
 from utopia_handler.worker import Worker
 
@@ -27,7 +29,8 @@ HELD = "UIA202611-004219"  # its plan "2 Gbps" is not mapped: it waits for a per
 @dataclass(frozen=True)
 class Action:
     name: str
-    path: str  # {order} is the held order's id, {version} a saved settings version
+    path: str  # {order}: the held order's id, {version}: a saved settings version, {action}: a
+    # routed message's action of the held order
     data: dict[str, str]
     needs: Role
     changes: bool = True  # writes an audit entry when allowed
@@ -49,6 +52,11 @@ ACTIONS = [
     Action("save the ticket template", "/settings/ticket-template", {"source": "<p>{{ customer_name }}</p>"}, Role.ADMIN),
     Action("preview the ticket template", "/settings/ticket-template/preview", {"source": "<p>x</p>"}, Role.ADMIN, changes=False),
     Action("roll back a setting", "/settings/rollback/{version}", {}, Role.ADMIN),
+    Action("retry a message's action", "/orders/{order}/messages/{action}/retry", {}, Role.OPERATOR),
+    Action("close a message's action", "/orders/{order}/messages/{action}/close", {"note": "added by hand"}, Role.OPERATOR),
+    Action("save the routing table", "/settings/messages", {"route_how": "match", "route_text": "Port Complete", "route_action": "note"}, Role.ADMIN),
+    Action("save the message ticket template", "/settings/message-ticket-template", {"source": "<p>{{ msg }}</p>"}, Role.ADMIN),
+    Action("preview the message ticket template", "/settings/message-ticket-template/preview", {"source": "<p>x</p>"}, Role.ADMIN, changes=False),
 ]  # fmt: skip
 PAGES = [
     ("/", Role.VIEWER),
@@ -62,6 +70,8 @@ PAGES = [
     ("/settings", Role.ADMIN),
     ("/settings/plans", Role.ADMIN),
     ("/settings/ticket-template", Role.ADMIN),
+    ("/settings/messages", Role.ADMIN),
+    ("/settings/message-ticket-template", Role.ADMIN),
 ]
 
 
@@ -71,12 +81,27 @@ def held_order(console_runtime: Runtime, worker: Worker) -> dict[str, int]:
     queue_order(console_runtime, HELD)
     worker.run_until_idle()
     with console_runtime.store.write() as session:
+        # A note for the waiting order: it waits for the customer the order does not have yet.
+        queries.record_callback(
+            session,
+            order_ref=HELD,
+            msg="Port Complete",
+            event="Port",
+            body="{}",
+            remote_addr="127.0.0.1",
+            now=utcnow(),
+            routes=(MessageRoute("note", match="Port Complete"),),
+        )
+    worker.run_until_idle()
+    with console_runtime.store.write() as session:
         order = session.scalar(select(Order).where(Order.order_ref == HELD))
         assert order is not None and order.state == OrderState.WAITING
+        action = session.scalar(select(MessageAction.id))
+        assert action is not None
         version = config_store.save_plans(
             session, [PlanMapping("250 Mbps", 163)], "setup", utcnow()
         )
-        return {"order": order.id, "version": version.id}
+        return {"order": order.id, "version": version.id, "action": action}
 
 
 def _audit_count(runtime: Runtime) -> int:

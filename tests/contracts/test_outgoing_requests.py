@@ -114,6 +114,14 @@ CONTRACTS: dict[str, Contract] = {
         _form("customerPortalUsername", r".+", required=False),
         _form("customerPortalPassword", r".+", required=False),
     ),
+    "updateCustomer notes": _classic(
+        "updateCustomer",
+        "updateCustomer takes customerID + the fields to change (one source); the notes field is "
+        "customerNotes, as createCustomer names it. Only the notes are sent: the routing "
+        "table's note action reads them first and sends them back with its line added.",
+        _form("customerID", ID),
+        _form("customerNotes", r"(?s).*\S.*"),
+    ),
     "readCustomerService": _classic(
         "readCustomerService", "Fields: customerID (one source).", _form("customerID", ID)
     ),
@@ -396,6 +404,11 @@ POWERCODE_CALLS: list[tuple[str, PowerCodeCall, int]] = [
     ("readCustomer by site", lambda c: c.find_customer_by_site("318877"), 1),
     ("readCustomer by id", lambda c: c.read_customer(5), 1),
     ("createCustomer", lambda c: c.create_customer(PERSON), 1),
+    (
+        "updateCustomer notes",
+        lambda c: c.update_customer_notes(5, "UTOPIA order UIA202611-000777\nline two"),
+        1,
+    ),
     ("readCustomerService", lambda c: c.list_service_ids(5), 1),
     ("addCustomerService", lambda c: c.add_service(5, 172, 2), 1),
     ("createTicket", lambda c: c.create_ticket(TICKET), 1),

@@ -34,7 +34,12 @@ def test_state_reports_counts_records_and_calls(
         data={"apiKey": powercode.api_key, "action": "readCustomer", "customerID": str(customer)},
     )
     state = client.get(powercode.base_url + "/_emulator/state").json()
-    assert state["counts"] == {"customers": 1, "tickets": 0, "service_adds": 0}
+    assert state["counts"] == {
+        "customers": 1,
+        "tickets": 0,
+        "service_adds": 0,
+        "customer_updates": 0,
+    }
     assert state["customers"][str(customer)]["lastName"] == "Whitfield"
     assert state["customer_tags"] == {str(customer): [1]}
     assert state["calls"] == {"readCustomer": 1}

@@ -470,3 +470,70 @@ def test_restart_keeps_url_and_state(client: httpx.Client, powercode: PowerCodeE
     assert powercode.api_url == url
     reply = call(client, powercode, "readCustomer", customerID=str(customer))
     assert reply["customer"]["lastName"] == "Lindqvist"
+
+
+# -- updateCustomer (customerID + the fields to change, form-encoded; one source) ----------------
+
+
+def test_update_customer_changes_only_the_fields_sent(
+    client: httpx.Client, powercode: PowerCodeEmulator
+) -> None:
+    customer_id = create_customer(client, powercode)
+    before = dict(powercode.customers[customer_id])
+    reply = call(
+        client,
+        powercode,
+        "updateCustomer",
+        customerID=str(customer_id),
+        customerNotes="first line\nsecond line",
+    )
+    assert reply == {"statusCode": 0, "message": "Customer updated"}
+    after = powercode.customers[customer_id]
+    assert after["customerNotes"] == "first line\nsecond line"
+    assert {k: v for k, v in after.items() if k != "customerNotes"} == {
+        k: v for k, v in before.items() if k != "customerNotes"
+    }
+    read = call(client, powercode, "readCustomer", customerID=str(customer_id))
+    assert read["customer"]["customerNotes"] == "first line\nsecond line"
+    assert powercode.customer_updates == [(customer_id, ("customerNotes",))]
+
+
+@pytest.mark.parametrize(
+    ("fields", "refusal"),
+    [
+        ({"customerNotes": "x"}, {"statusCode": 3, "message": "Missing field: customerID"}),
+        ({"customerID": "99999", "customerNotes": "x"}, {"statusCode": 6, "message": "Customer not found"}),
+        ({"customerID": "{id}"}, {"statusCode": 3, "message": "Missing field: nothing to update"}),
+        ({"customerID": "{id}", "notes": "x"}, {"statusCode": 3, "message": "Invalid field: notes"}),
+    ],
+)  # fmt: skip
+def test_update_customer_refuses_what_was_never_seen_to_work(
+    client: httpx.Client, powercode: PowerCodeEmulator, fields: dict[str, str], refusal: object
+) -> None:
+    customer_id = create_customer(client, powercode)
+    sent = {k: v.replace("{id}", str(customer_id)) for k, v in fields.items()}
+    assert call(client, powercode, "updateCustomer", **sent) == refusal
+    assert powercode.customer_updates == []
+
+
+def test_update_customer_reads_a_form_body_only(
+    client: httpx.Client, powercode: PowerCodeEmulator
+) -> None:
+    customer_id = create_customer(client, powercode)
+    body = {
+        "apiKey": powercode.api_key,
+        "action": "updateCustomer",
+        "customerID": customer_id,
+        "customerNotes": "x",
+    }
+    assert client.post(powercode.api_url, json=body).json()["statusCode"] == 1
+    assert powercode.customer_updates == []
+
+
+def test_read_customer_can_leave_the_notes_out(
+    client: httpx.Client, powercode: PowerCodeEmulator
+) -> None:
+    customer_id = create_customer(client, powercode)
+    powercode.read_notes = False
+    read = call(client, powercode, "readCustomer", customerID=str(customer_id))
+    assert "customerNotes" not in read["customer"]

@@ -55,7 +55,8 @@ def every_row(url: str) -> dict[str, list[dict[str, Any]]]:
 def sqlite_installation(
     make_runtime: Callable[..., Runtime], clock: ManualClock, tmp_path: Path
 ) -> str:
-    """An SQLite database with done, waiting, duplicate and purged orders, and stray callbacks."""
+    """An SQLite database with done, waiting, duplicate and purged orders, a recorded order (a
+    message before any new-order message) and a stray test callback."""
     url = f"sqlite:///{tmp_path / 'old' / 'utopia-handler.db'}"
     runtime = make_runtime(DATABASE_URL=url)
     for ref in (DONE, WAITING, DUPLICATE):
@@ -94,7 +95,8 @@ def test_copy_moves_every_row_and_the_service_goes_on_on_postgresql(
     copied = run_cli(["db", "copy", "--to", fresh_pg_url], env, tmp_path)
 
     assert copied.returncode == 0, copied.stderr
-    assert "orders: 3 rows" in copied.stdout and "step_attempts:" in copied.stdout
+    # Three new orders, and the one "Project Cancelled" recorded (a message records its order).
+    assert "orders: 4 rows" in copied.stdout and "step_attempts:" in copied.stdout
     old, new = every_row(source), every_row(fresh_pg_url)
     assert set(new) == set(old)
     for table in old:
@@ -102,20 +104,20 @@ def test_copy_moves_every_row_and_the_service_goes_on_on_postgresql(
     assert sum(len(rows) for rows in new.values()) > 20
     with psycopg.connect(fresh_pg_url) as connection:  # SQL NULL stays NULL, not JSON 'null'
         purged = connection.execute("SELECT count(*) FROM orders WHERE contract IS NULL")
-        assert purged.fetchone() == (2,)
+        assert purged.fetchone() == (3,)  # the two purged, and the recorded one never had one
 
     # The handler now runs on PostgreSQL: new rows get new ids, the waiting order can go on.
     runtime = make_runtime(DATABASE_URL=fresh_pg_url)
     queue_order(runtime, LATER)
     Worker(runtime, name="new", clock=clock).run_until_idle()
     later = load_order(runtime, LATER)
-    assert later.state == OrderState.DONE and later.id == 4
+    assert later.state == OrderState.DONE and later.id == 5
     assert load_order(runtime, WAITING).state == OrderState.WAITING
     assert load_order(runtime, DUPLICATE).state == OrderState.DUPLICATE
 
     again = run_cli(["db", "copy", "--to", fresh_pg_url], env, tmp_path)
     assert again.returncode == 1 and "not empty" in again.stderr
-    assert len(every_row(fresh_pg_url)["orders"]) == 4  # untouched
+    assert len(every_row(fresh_pg_url)["orders"]) == 5  # untouched
 
 
 def test_copy_refuses_while_the_sqlite_database_is_in_use(

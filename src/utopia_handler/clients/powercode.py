@@ -1,4 +1,5 @@
-"""Client for PowerCode: find and create customers, add services, open tickets, tag customers.
+"""Client for PowerCode: find, create and annotate customers, add services, open tickets, tag
+customers.
 
 The classic API is one URL taking form-encoded POSTs with `apiKey` and `action`; its answer is the
 `statusCode` in the JSON reply (0 = success), whatever the HTTP status. The newer UAPI is REST
@@ -148,6 +149,9 @@ class PowerCodeCustomer:
     street: str
     city: str
     state: str
+    # The customer's notes; None when the reply did not carry `customerNotes` at all (which the
+    # reference does not list for readCustomer), so a write would replace notes unseen.
+    notes: str | None = None
 
 
 @dataclass(frozen=True)
@@ -254,6 +258,19 @@ def _says_nothing_there(
     if learned is not None:
         return learned.matches(reply.status_code, reply.message, field, value)
     return bool(pattern.search(reply.message))
+
+
+def _notes(block: Mapping[str, Any]) -> str | None:
+    """The customer's notes as readCustomer gave them (kept as sent); None when not given.
+
+    A `customerNotes` of null counts as no notes; a reply without the key says nothing.
+    """
+    if not any(isinstance(key, str) and key.lower() == "customernotes" for key in block):
+        return None
+    value = get_field(block, "customerNotes")
+    if isinstance(value, dict | list):
+        return None
+    return "" if value is None else str(value)
 
 
 def _tag_ids(value: Any) -> set[int]:
@@ -384,6 +401,16 @@ class PowerCodeClient(ClientBase):
             "createCustomer: reply has no customer id (the customer may exist: "
             "look it up by extAccountID)",
         )
+
+    def update_customer_notes(self, customer_id: int, notes: str) -> None:
+        """Replace the customer's notes with `notes` (read them first: nothing is appended here).
+
+        updateCustomer takes customerID and the fields to change (one source); the notes field
+        is createCustomer's `customerNotes`.
+        """
+        if not notes.strip():
+            raise ValueError("notes must not be empty: that would erase the customer's notes")
+        self._call_ok("updateCustomer", {"customerID": str(customer_id), "customerNotes": notes})
 
     # -- services
 
@@ -630,6 +657,7 @@ class PowerCodeClient(ClientBase):
             street=as_text(get_field(block, "physicalStreet")),
             city=as_text(get_field(block, "physicalCity")),
             state=as_text(get_field(block, "physicalState")),
+            notes=_notes(block),
         )
 
     def _call(self, action: str, fields: Mapping[str, str]) -> _Reply:

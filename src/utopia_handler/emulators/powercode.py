@@ -89,6 +89,16 @@ _TICKET_FIELD_ORDER = (
 #: createTicket fields the stand-in requires by default.
 PRODUCTION_TICKET_FIELDS: frozenset[str] = frozenset(_TICKET_FIELD_ORDER)
 
+# updateCustomer takes customerID and the fields to change (one source). Only the customer
+# fields createCustomer is known to take are accepted: a field name never seen is refused.
+_UPDATABLE_CUSTOMER_FIELDS = frozenset(
+    {
+        "firstName", "lastName", "emailAddress", "physicalStreet", "physicalCity",
+        "physicalState", "physicalZip", "customerNotes", "extAccountID", "invoicePreference",
+        "billDay", "dueByDays", "gracePeriodDays", "taxZoneId",
+    }
+)  # fmt: skip
+
 #: Classic actions the stand-in answers (the names ``omit_status_code`` accepts).
 CLASSIC_ACTIONS: frozenset[str] = frozenset(
     {
@@ -101,6 +111,7 @@ CLASSIC_ACTIONS: frozenset[str] = frozenset(
         "updateCustomerStatus",
         "readCustomerEquipment",
         "readTicket",
+        "updateCustomer",
     }
 )
 
@@ -251,6 +262,7 @@ class PowerCodeEmulator(HttpEmulator):
         required_customer_fields: Iterable[str] = PRODUCTION_CUSTOMER_FIELDS,
         required_ticket_fields: Iterable[str] = PRODUCTION_TICKET_FIELDS,
         tls: ssl.SSLContext | None = None,
+        read_notes: bool = True,
     ) -> None:
         super().__init__(host=host, port=port, latency=latency, tls=tls)
         self.api_key = api_key
@@ -271,12 +283,17 @@ class PowerCodeEmulator(HttpEmulator):
         self.create_warning: tuple[int, str] | None = create_warning
         self.required_customer_fields: frozenset[str] = frozenset(required_customer_fields)
         self.required_ticket_fields: frozenset[str] = frozenset(required_ticket_fields)
+        #: Whether readCustomer answers `customerNotes` (only the stand-in is seen to; the
+        #: reference does not list it), so a reply without the notes can be shown too.
+        self.read_notes: bool = read_notes
         #: Every request to the API (classic and UAPI) in arrival order, control routes excluded.
         self.requests: list[RecordedRequest] = []
         self.customers: dict[int, dict[str, Any]] = {}
         self.customer_services: dict[int, dict[int, int]] = {}
         self.service_adds: list[tuple[int, int]] = []
         self.tickets: dict[str, dict[str, Any]] = {}
+        #: (customer id, field names) of every updateCustomer applied, in order.
+        self.customer_updates: list[tuple[int, tuple[str, ...]]] = []
         self.customer_tags: dict[int, set[int]] = {}
         #: Equipment per customer, as readCustomerEquipment lists it (seeded by add_equipment).
         self.customer_equipment: dict[int, list[dict[str, Any]]] = {}
@@ -295,6 +312,7 @@ class PowerCodeEmulator(HttpEmulator):
             "updateCustomerStatus": self._update_customer_status,
             "readCustomerEquipment": self._read_customer_equipment,
             "readTicket": self._read_ticket,
+            "updateCustomer": self._update_customer,
         }
 
     @property
@@ -494,7 +512,29 @@ class PowerCodeEmulator(HttpEmulator):
             "physicalZip": str(record.get("physicalZip", "")),
             "customerNotes": str(record.get("customerNotes", "")),
         }
+        if not self.read_notes:
+            del customer["customerNotes"]
         return _ok(customer=customer)
+
+    def _update_customer(self, form: dict[str, str]) -> dict[str, Any]:
+        customer_id = self._customer_id(form)
+        fields = {
+            name: value
+            for name, value in form.items()
+            if name not in _ENVELOPE_FIELDS and name != "customerID"
+        }
+        if not fields:
+            raise _ApiError(3, "Missing field: nothing to update")
+        for name in fields:
+            if name not in _UPDATABLE_CUSTOMER_FIELDS:
+                raise _ApiError(3, f"Invalid field: {name}")
+        state = fields.get("physicalState", "").strip()
+        if state and state not in US_STATE_CODES:
+            raise _ApiError(4, "Invalid state")
+        _check_numeric(fields, "taxZoneId", "dueByDays", "gracePeriodDays")
+        self.customers[customer_id].update(fields)
+        self.customer_updates.append((customer_id, tuple(sorted(fields))))
+        return _ok("Customer updated")
 
     def _create_customer(self, form: dict[str, str]) -> dict[str, Any]:
         # Production handler sent these every time (taxZoneId 1, dueByDays 0, extAccountID).
@@ -712,6 +752,7 @@ class PowerCodeEmulator(HttpEmulator):
                     "customers": len(self.customers),
                     "tickets": len(self.tickets),
                     "service_adds": len(self.service_adds),
+                    "customer_updates": len(self.customer_updates),
                 },
                 customers={str(k): v for k, v in self.customers.items()},
                 customer_services={

@@ -40,6 +40,13 @@ GEOCODE_ORDER = "UIA202611-004221"
 UNKNOWN_ORDER = "UIA202611-999999"
 MISSED_ORDER = MISSED_DEMO_ORDER[0]
 RECONCILE_SECONDS = 2
+# The demo's routing table: one made-up message UTOPIA might send, routed to a staff e-mail.
+ROUTED_MSG = "Project Cancelled"
+DEMO_ROUTES = f"""# The demo's settings file: the routing table of UTOPIA messages.
+[[messages]]
+match = "{ROUTED_MSG}"
+action = "notify"
+"""
 
 
 def _free_port(preferred: int) -> int:
@@ -52,8 +59,11 @@ def _free_port(preferred: int) -> int:
 
 
 def demo_environment(emulators: Emulators, data_dir: Path, port: int) -> dict[str, str]:
-    """Settings for the demo: the stand-ins, a fresh SQLite file and quick retries."""
+    """Settings for the demo: the stand-ins, a fresh SQLite file, quick retries, one route."""
+    config = data_dir / "demo.toml"
+    config.write_text(DEMO_ROUTES, encoding="utf-8")
     return {
+        "UTOPIA_HANDLER_CONFIG": str(config),
         **emulators.env(),
         "DATA_DIR": str(data_dir),
         "FLASK_PORT": str(port),
@@ -89,6 +99,8 @@ def send_demo_callbacks(url: str, token: str) -> list[str]:
         {"event": "Project Update", "orderref": UNKNOWN_ORDER, "msg": "Project New Order"},
         {"event": "Test", "orderref": "UIA202611-000001", "msg": "Test"},
         {"event": "Project Update", "orderref": PLAIN_ORDER, "msg": "Project Install Scheduled"},
+        # Routed by the demo's settings file: staff get an e-mail about it.
+        {"event": "Project Update", "orderref": UNIT_ORDER, "msg": ROUTED_MSG},
         {"event": "Project Update", "orderref": "UIA202611-004222"},  # no msg: refused, not stored
     ]
     lines: list[str] = []
@@ -156,6 +168,9 @@ def run_demo(*, stay_up: bool, port: int = 5050, settle_timeout: float = 60.0) -
             f"PowerCode stand-in: {emulators.powercode.base_url}   UTOPIA stand-in: {emulators.utopia.base_url}"
         )
         click.echo(f"SMTP stand-in: {emulators.smtp.host}:{emulators.smtp.port}")
+        click.echo(
+            f"routing:   {ROUTED_MSG!r} -> notify  (settings file {environment['UTOPIA_HANDLER_CONFIG']})"
+        )
         demo_password = create_demo_admin(runtime)
         click.echo(
             f"console:   {handle.url}/  log in as {DEMO_ADMIN} with password {demo_password}\n"

@@ -86,6 +86,12 @@ class EmailRenderer:
             "never_read": bool(context.get("never_read", False)),
             "hours": context.get("hours", ""),
             "problems": list(context.get("problems", [])),
+            # A routed UTOPIA message: its text, and what became of its action.
+            "msg": context.get("msg", ""),
+            "action": context.get("action", ""),
+            "waiting": context.get("waiting", ""),
+            "held": context.get("held", ""),
+            "note": context.get("note", ""),
         }
         if facts is not None:
             variables.update(
@@ -122,6 +128,13 @@ def _subject(kind: NotificationKind, variables: dict[str, Any], context: dict[st
         return f"Missed UTOPIA orders found - {count} order{'s' if count != 1 else ''} with no callback"
     if kind == NotificationKind.RECONCILE_STALE:
         return f"UTOPIA's order list not read for {variables['hours']} h - reconciliation"
+    if kind == NotificationKind.MESSAGE:
+        msg = " ".join(str(context.get("msg", "")).split())[:100]
+        if context.get("waiting"):
+            return f'UTOPIA message "{msg}" needs a person - Order {ref}'
+        if context.get("held"):
+            return f'UTOPIA message "{msg}": order on hold - Order {ref}'
+        return f'UTOPIA message "{msg}" - Order {ref}'
     headline = context.get("headline") or "Order waiting for a person"
     return f"{headline} - Order {ref}"
 

@@ -90,7 +90,10 @@ class Outbox:
         self, kind: NotificationKind, facts: OrderFacts | None
     ) -> tuple[Attachment | None, str]:
         """The signed contract PDF to attach, and a sentence for the e-mail saying where it is."""
-        if kind == NotificationKind.TEST or facts is None or facts.contract is None:
+        # A routed message's e-mail is about the message: the contract is not what it is about.
+        if kind in (NotificationKind.TEST, NotificationKind.MESSAGE):
+            return None, ""
+        if facts is None or facts.contract is None:
             return None, ""
         if not self.runtime.settings.mail.attach_contract:
             return None, "The signed contract is in UTOPIA's portal."

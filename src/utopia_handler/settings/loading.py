@@ -26,6 +26,7 @@ from utopia_handler.settings.sources import (
     split_toml,
 )
 from utopia_handler.settings.table import (
+    ARRAY_TABLES,
     CONFIG_VARIABLE,
     KEYS_OF_TABLE,
     PLANS_TABLE,
@@ -63,7 +64,13 @@ def load_settings(
     toml_variables: dict[str, object] = {}
     if toml_file is not None:
         document = read_toml(toml_file, toml_label)
-        toml_variables = split_toml(document, toml_file, variables=TOML_VARIABLES, tables=TABLES)
+        toml_variables = split_toml(
+            document,
+            toml_file,
+            variables=TOML_VARIABLES,
+            tables=TABLES,
+            arrays=[array.name for array in ARRAY_TABLES],
+        )
         sources.append(str(toml_file))
 
     layers = Layers(
@@ -136,6 +143,11 @@ def _read_tables(
         given[f"[{entry.table}] {entry.key}"] = value
         if not entry.combines:
             values[entry.fills] = value
+    for array in ARRAY_TABLES:
+        if array.name in document:
+            values[array.fills] = array.convert(
+                f"[[{array.name}]] (in {origin})", document[array.name]
+            )
     return tuple(mappings)
 
 

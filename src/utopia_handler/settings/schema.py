@@ -181,6 +181,31 @@ class TicketSettings:
     responsible_group: int = 4
     # The description is a letter to the customer, so the customer may see it.
     customer_viewable: bool = True
+    # The summary of a ticket the routing table opens for a UTOPIA message (`ticket` action).
+    message_summary: str = "UTOPIA: {{ msg }} ({{ order_ref }})"
+
+
+RouteAction = Literal["ignore", "notify", "hold", "ticket", "note"]
+
+
+@dataclass(frozen=True)
+class MessageRoute:
+    """One row of the routing table: which UTOPIA `msg` it takes, and the one action it gets.
+
+    `match` is the text as UTOPIA sends it (case and spaces ignored); `pattern` a regular
+    expression the whole message must match (case ignored). Exactly one of them is set.
+    """
+
+    action: RouteAction
+    match: str | None = None
+    pattern: str | None = None
+
+
+@dataclass(frozen=True)
+class RoutingSettings:
+    """The routing table of UTOPIA messages other than a new order and a test, in file order."""
+
+    messages: tuple[MessageRoute, ...] = ()
 
 
 InvoicePreference = Literal["Email", "Print", "Both", "None"]
@@ -256,6 +281,7 @@ class Settings:
     powercode: PowerCodeSettings = field(default_factory=PowerCodeSettings)
     mail: MailSettings = field(default_factory=MailSettings)
     provisioning: ProvisioningSettings = field(default_factory=ProvisioningSettings)
+    routing: RoutingSettings = field(default_factory=RoutingSettings)
     console: ConsoleSettings = field(default_factory=ConsoleSettings)
     # Shadow mode: real reads, every write to PowerCode or UTOPIA recorded instead of sent, staff
     # e-mails only to `shadow_email_recipients` (none: to nobody), for a week beside the old handler.

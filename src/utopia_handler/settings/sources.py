@@ -65,12 +65,20 @@ def split_toml(
     *,
     variables: Collection[str],
     tables: Sequence[str],
+    arrays: Sequence[str] = (),
 ) -> dict[str, object]:
     """Return the TOML variables; reject top-level keys that are neither variables nor tables."""
     found: dict[str, object] = {}
     for key, value in document.items():
         if key in variables:
             found[key] = value
+        elif key in arrays:
+            if not isinstance(value, list):
+                fail(
+                    f"[[{key}]]",
+                    f"must be an array of tables in {path}",
+                    f"write each row as [[{key}]] on its own line",
+                )
         elif key in tables:
             if not isinstance(value, dict):
                 fail(
@@ -80,7 +88,7 @@ def split_toml(
             fail(
                 f"[{show_key(key)}]",
                 f"unknown table in {path}",
-                f"use one of {', '.join(tables)} or remove it",
+                f"use one of {', '.join([*tables, *arrays])} or remove it",
             )
         else:
             fail(

@@ -48,9 +48,11 @@ from utopia_handler.settings.converters import (
     to_user_name,
     token,
 )
+from utopia_handler.settings.routes import describe_route, to_message_routes
 from utopia_handler.settings.schema import (
     InvoicePreference,
     MailSecurity,
+    MessageRoute,
     PlanMapping,
     PortalPassword,
     PortalUsername,
@@ -92,6 +94,15 @@ class TableKey:
     convert: Converter
     combines: bool = False
     relative_to_file: bool = False  # a relative path is taken next to the TOML file
+
+
+@dataclass(frozen=True)
+class ArrayTable:
+    """One TOML array of tables (`[[messages]]`): read as a whole into one field."""
+
+    name: str
+    fills: str
+    convert: Converter  # (label, list of tables) -> typed value
 
 
 def plan(text: str) -> Callable[[str, object], PlanMapping]:
@@ -576,6 +587,7 @@ TABLE_KEYS: tuple[TableKey, ...] = (
     TableKey("ticket", "responsible_user", "provisioning.ticket.responsible_user", to_user_name),
     TableKey("ticket", "responsible_group", "provisioning.ticket.responsible_group", to_id),
     TableKey("ticket", "customer_viewable", "provisioning.ticket.customer_viewable", to_bool),
+    TableKey("ticket", "message_summary", "provisioning.ticket.message_summary", to_template),
     TableKey("customer", "tax_zone_id", "provisioning.customer.tax_zone_id", to_id),
     TableKey(
         "customer",
@@ -594,6 +606,10 @@ TABLE_KEYS: tuple[TableKey, ...] = (
     ),
 )
 TABLES: tuple[str, ...] = (PLANS_TABLE, *dict.fromkeys(key.table for key in TABLE_KEYS))
+# Arrays of tables, each row a table of its own: the routing table of UTOPIA messages.
+ARRAY_TABLES: tuple[ArrayTable, ...] = (
+    ArrayTable("messages", "routing.messages", to_message_routes),
+)
 
 # The name lists that used to be kept by hand, now derived.
 TOML_VARIABLES = frozenset(v.name for v in VARIABLES if v.in_toml)
@@ -652,6 +668,8 @@ def display(value: object) -> str:
         return f"{value:g}"
     if isinstance(value, PlanMapping):
         return f"{value.utopia_text!r} -> {value.service_id}"
+    if isinstance(value, MessageRoute):
+        return describe_route(value)
     if isinstance(value, tuple):
         return ", ".join(display(item) for item in value) if value else "(none)"
     return str(value)

@@ -37,6 +37,9 @@ class ConfigKind(enum.StrEnum):
     PLANS = "plans"  # [{"utopia_text": str, "service_id": int}, ...]
     ALWAYS_SERVICES = "always_services"  # [int | {"service_id": int, "quantity": int}, ...]
     TICKET_TEMPLATE = "ticket_template"  # {"source": str}
+    # The routing table of UTOPIA messages: [{"match"|"pattern": str, "action": str}, ...]
+    MESSAGE_ROUTES = "message_routes"
+    MESSAGE_TICKET_TEMPLATE = "message_ticket_template"  # {"source": str}: `ticket` action
     # What `check-config --live` learned of PowerCode's unpublished replies:
     # {"customer_not_found": {"status_code", "message"} | None, "no_services": ... | None}
     POWERCODE_REPLIES = "powercode_replies"

@@ -19,6 +19,7 @@ from utopia_handler.process_identity import ProcessIdentity
 from utopia_handler.store.jobs import release_jobs_of
 from utopia_handler.store.models import (
     AttemptOutcome,
+    MessageAction,
     Notification,
     Order,
     Step,
@@ -40,6 +41,7 @@ class TakenOver:
     orders: int
     orders_in_flight: int  # of those, orders whose PowerCode call may still be answered
     notifications: int
+    message_actions: int = 0
 
 
 def record_alive(session: Session, name: str, process: ProcessIdentity, now: datetime) -> None:
@@ -76,7 +78,7 @@ def gone_workers(
 def take_over(session: Session, worker: str, now: datetime, call_window: timedelta) -> TakenOver:
     """Free the leases of a worker whose process is gone, and forget the worker.
 
-    Its orders and e-mails are due at once, except an order whose PowerCode write was under way:
+    Its orders, e-mails and routed messages' actions are due at once, except an order whose PowerCode write was under way:
     its lease is cut to `call_window` from now, the longest that call could still be answered.
     """
     held = list(session.scalars(select(Order.id).where(Order.lease_owner == worker)))
@@ -116,9 +118,17 @@ def take_over(session: Session, worker: str, now: datetime, call_window: timedel
         .values(lease_owner=None, lease_expires_at=None)
         .returning(Notification.id)
     ).all()
+    # Free at once even with a PowerCode call under way: a ticket attempt left `started` makes
+    # the next one wait for a person, and a note is read before it is written.
+    routed = session.scalars(
+        update(MessageAction)
+        .where(MessageAction.lease_owner == worker)
+        .values(lease_owner=None, lease_expires_at=None)
+        .returning(MessageAction.id)
+    ).all()
     release_jobs_of(session, worker)
     forget(session, worker)
-    return TakenOver(worker, len(held), len(in_flight), len(mail))
+    return TakenOver(worker, len(held), len(in_flight), len(mail), len(routed))
 
 
 def forget(session: Session, worker: str) -> None:

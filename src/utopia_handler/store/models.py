@@ -1,4 +1,5 @@
-"""Tables: callbacks received, orders and their step attempts, the e-mail outbox, reconciliation.
+"""Tables: callbacks received, orders and their step attempts, routed messages' actions, the
+e-mail outbox, reconciliation.
 
 Each order's history is rows a person can read later, not log lines to grep.
 Times are naive UTC datetimes everywhere (SQLite keeps no time zone).
@@ -74,6 +75,8 @@ class CallbackOutcome(enum.StrEnum):
     REPEAT = "repeat"  # the same callback was seen before; nothing new started
     TEST_QUEUED = "test_queued"  # a test e-mail was queued
     NOT_HANDLED = "not_handled"  # stored and acknowledged; no work for this `msg`
+    ROUTED = "routed"  # the routing table gave this `msg` an action; it was queued
+    IGNORED = "ignored"  # the routing table says: store and show it, nothing else
 
 
 class NotificationKind(enum.StrEnum):
@@ -85,6 +88,7 @@ class NotificationKind(enum.StrEnum):
     # Reconciliation's, about no one order: what one run found, and a list not read for long.
     MISSED_ORDERS = "missed_orders"
     RECONCILE_STALE = "reconcile_stale"
+    MESSAGE = "message"  # a routed UTOPIA message: `notify`, or an action that needs a person
 
 
 class ReconcileOutcome(enum.StrEnum):
@@ -224,6 +228,71 @@ class Notification(Base):
     attachment: Mapped[str | None] = mapped_column(String(200))
 
     __table_args__ = (Index("ix_notifications_due", "state", "next_attempt_at"),)
+
+
+class MessageActionKind(enum.StrEnum):
+    """What the routing table asks for a UTOPIA message (`ignore` never becomes an action)."""
+
+    NOTIFY = "notify"  # a staff e-mail with the message and the order's facts
+    HOLD = "hold"  # the order waits for a person, with the message as the reason
+    TICKET = "ticket"  # a PowerCode ticket on the order's customer, from its own template
+    NOTE = "note"  # a line added to the PowerCode customer's notes
+
+
+class MessageActionState(enum.StrEnum):
+    PENDING = "pending"  # to do, or waiting for its next try
+    DONE = "done"
+    WAITING = "waiting"  # waiting for a person; `detail` says why
+    CLOSED = "closed"  # a person closed it (did it by hand, or nothing is to be done)
+
+
+class MessageAction(Base):
+    """The work a routed UTOPIA message asks for: claimed, leased and retried like an order.
+
+    One row per order, message and event (`key`), so a repeated callback starts nothing. Its
+    attempts are `message_action_attempts` rows, written before any outside call.
+    """
+
+    __tablename__ = "message_actions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    order_id: Mapped[int] = mapped_column(ForeignKey("orders.id", ondelete="CASCADE"), index=True)
+    key: Mapped[str] = mapped_column(String(64), unique=True)  # hash of order id, msg and event
+    msg: Mapped[str] = mapped_column(String(200))
+    event: Mapped[str | None] = mapped_column(String(200))
+    action: Mapped[MessageActionKind] = mapped_column(_enum(MessageActionKind))
+    state: Mapped[MessageActionState] = mapped_column(
+        _enum(MessageActionState), default=MessageActionState.PENDING
+    )
+    # A person's retry starts a new run; a doubt from an earlier run no longer blocks a ticket.
+    run: Mapped[int] = mapped_column(default=1)
+    attempts: Mapped[int] = mapped_column(default=0)  # in the current run
+    created_at: Mapped[datetime]  # when the message came: the note's line carries it
+    updated_at: Mapped[datetime]
+    next_attempt_at: Mapped[datetime]
+    lease_owner: Mapped[str | None] = mapped_column(String(80))
+    lease_expires_at: Mapped[datetime | None]
+    retrying_since: Mapped[datetime | None]
+    detail: Mapped[str | None] = mapped_column(Text)  # how it ended, or why it waits
+    ticket_id: Mapped[str | None] = mapped_column(String(32))
+
+    __table_args__ = (Index("ix_message_actions_due", "state", "next_attempt_at"),)
+
+
+class MessageActionAttempt(Base):
+    __tablename__ = "message_action_attempts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    action_id: Mapped[int] = mapped_column(
+        ForeignKey("message_actions.id", ondelete="CASCADE"), index=True
+    )
+    run: Mapped[int]
+    attempt: Mapped[int]
+    worker: Mapped[str] = mapped_column(String(80))
+    started_at: Mapped[datetime]
+    finished_at: Mapped[datetime | None]
+    outcome: Mapped[AttemptOutcome] = mapped_column(_enum(AttemptOutcome))
+    detail: Mapped[str | None] = mapped_column(Text)
 
 
 class WorkerProcess(Base):

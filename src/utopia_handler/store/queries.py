@@ -1,4 +1,4 @@
-"""Reads and writes of orders, callbacks, attempts and notifications.
+"""Reads and writes of orders, callbacks, attempts, routed messages' actions and notifications.
 
 Every function takes the caller's session; the caller owns the transaction. Work is claimed with
 leases: a worker owns a row until its lease expires, and every write it makes checks it still
@@ -9,18 +9,42 @@ newer owner's work.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, bindparam, func, insert, or_, select, text, update
+from sqlalchemy import (
+    JSON,
+    ColumnElement,
+    Integer,
+    bindparam,
+    func,
+    insert,
+    or_,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from utopia_handler.settings.routes import (
+    ROUTE_ACTIONS,
+    Router,
+    compile_routes,
+    route_from_mapping,
+)
+from utopia_handler.settings.schema import MessageRoute
+from utopia_handler.store.console_models import ConfigKind, ConfigVersion
 from utopia_handler.store.models import (
     ACTIVE_STATES,
     AttemptOutcome,
     Callback,
     CallbackOutcome,
+    MessageAction,
+    MessageActionAttempt,
+    MessageActionKind,
+    MessageActionState,
     Notification,
     NotificationKind,
     NotificationState,
@@ -52,7 +76,8 @@ def _insert_new(session: Session, model: Any, unique: str, row: dict[str, Any]) 
     Written as SQL that SQLite (3.35+) and PostgreSQL both speak: SQLAlchemy cannot cache the
     compiled form of its dialect-specific ON CONFLICT construct, and this runs for every callback.
     """
-    statement = _INSERT_NEW.get((model, unique))
+    cache_key = (model, unique, tuple(row))
+    statement = _INSERT_NEW.get(cache_key)
     if statement is None:
         columns = model.__table__.c
         names = list(row)
@@ -63,12 +88,12 @@ def _insert_new(session: Session, model: Any, unique: str, row: dict[str, Any]) 
             f"ON CONFLICT ({unique}) DO NOTHING RETURNING id"
         )
         statement = text(sql).bindparams(*(bindparam(n, type_=columns[n].type) for n in names))
-        _INSERT_NEW[(model, unique)] = statement
+        _INSERT_NEW[cache_key] = statement
     inserted: int | None = session.execute(statement, row).scalar_one_or_none()
     return inserted
 
 
-_INSERT_NEW: dict[tuple[Any, str], Any] = {}
+_INSERT_NEW: dict[tuple[Any, str, tuple[str, ...]], Any] = {}
 
 
 # Callbacks ---------------------------------------------------------------------------------------
@@ -84,8 +109,14 @@ def record_callback(
     remote_addr: str | None,
     now: datetime,
     shadow: bool = False,
+    routes: Sequence[MessageRoute] = (),
 ) -> CallbackOutcome:
-    """Store one callback delivery and queue the work it asks for, unless it is a repeat."""
+    """Store one callback delivery and queue the work it asks for, unless it is a repeat.
+
+    Every message but a test goes with its order; a message for an order we do not know records
+    it, not provisioned. `routes` is the routing table of the settings file, in force unless
+    the console saved one.
+    """
     kind = msg.strip().casefold()
     order_id: int | None = None
     if kind == NEW_ORDER_MSG:
@@ -132,13 +163,7 @@ def record_callback(
         )
         outcome = CallbackOutcome.TEST_QUEUED if inserted is not None else CallbackOutcome.REPEAT
     else:
-        seen = session.scalar(
-            select(Callback.id)
-            .where(Callback.order_ref == order_ref, Callback.msg == msg, Callback.event == event)
-            .limit(1)
-        )
-        outcome = CallbackOutcome.REPEAT if seen is not None else CallbackOutcome.NOT_HANDLED
-        order_id = session.scalar(select(Order.id).where(Order.order_ref == order_ref))
+        order_id, outcome = _record_message(session, order_ref, msg, event, now, routes)
     # A Core insert: the ORM's unit of work costs more than the rest of this function together.
     session.execute(
         insert(Callback).values(
@@ -153,6 +178,131 @@ def record_callback(
         )
     )
     return outcome
+
+
+def _record_message(
+    session: Session,
+    order_ref: str,
+    msg: str,
+    event: str | None,
+    now: datetime,
+    routes: Sequence[MessageRoute],
+) -> tuple[int, CallbackOutcome]:
+    """Any other message: its order (recorded when unknown) and what the routing table says."""
+    # One round trip for the three look-ups: this runs for every such callback.
+    seen, order_id, stored = session.execute(
+        _MESSAGE_LOOKUP[event is None],
+        {"ref": order_ref, "msg": msg, "event": event, "kind": ConfigKind.MESSAGE_ROUTES.value},
+    ).one()
+    if order_id is None:
+        order_id = _record_known_order(session, order_ref, msg, now)
+    if seen is not None:
+        return order_id, CallbackOutcome.REPEAT
+    route = _router(stored, routes).route(msg)
+    if route is None:
+        return order_id, CallbackOutcome.NOT_HANDLED
+    if route.action == "ignore":
+        return order_id, CallbackOutcome.IGNORED
+    inserted = _insert_new(
+        session,
+        MessageAction,
+        "key",
+        {
+            "order_id": order_id,
+            "key": message_action_key(order_id, msg, event),
+            "msg": msg,
+            "event": event,
+            "action": MessageActionKind(route.action),
+            "state": MessageActionState.PENDING,
+            "run": 1,
+            "attempts": 0,
+            "created_at": now,
+            "updated_at": now,
+            "next_attempt_at": now,
+        },
+    )
+    return order_id, CallbackOutcome.ROUTED if inserted is not None else CallbackOutcome.REPEAT
+
+
+def message_action_key(order_id: int, msg: str, event: str | None) -> str:
+    """What makes a routed message one piece of work: its order, text and event."""
+    return hashlib.sha256(f"{order_id}|{msg}|{event or ''}".encode()).hexdigest()
+
+
+def _record_known_order(session: Session, order_ref: str, msg: str, now: datetime) -> int:
+    """A message for an order we do not know: the order, recorded but not provisioned.
+
+    The lifecycle's record_known_order, written as one statement because it runs on the
+    callback's path; a concurrent delivery that recorded it first is found instead.
+    """
+    inserted = _insert_new(
+        session,
+        Order,
+        "order_ref",
+        {
+            "order_ref": order_ref,
+            "state": OrderState.RECORDED,
+            "step": Step.LOOKUP_CONTRACT,
+            "created_at": now,
+            "updated_at": now,
+            "next_attempt_at": now,
+            "run": 1,
+            "step_attempts": 0,
+            "customer_created": False,
+            "reason": f"UTOPIA sent {msg!r}; no new-order message yet",
+        },
+    )
+    if inserted is not None:
+        return inserted
+    found = session.scalar(select(Order.id).where(Order.order_ref == order_ref))
+    assert found is not None  # the conflicting row is committed: ON CONFLICT waited for it
+    return found
+
+
+def _message_lookup(event_is_null: bool) -> Any:
+    # Table and column names are ours; the values are bound parameters.
+    same_event = "event IS NULL" if event_is_null else "event = :event"
+    return text(
+        "SELECT "  # noqa: S608
+        "(SELECT id FROM callbacks WHERE order_ref = :ref AND msg = :msg "
+        f"AND {same_event} LIMIT 1) AS seen, "
+        "(SELECT id FROM orders WHERE order_ref = :ref) AS order_id, "
+        "(SELECT value FROM config_versions WHERE kind = :kind ORDER BY id DESC LIMIT 1) AS routes"
+    ).columns(seen=Integer, order_id=Integer, routes=JSON)
+
+
+# The callback's look-ups as plain SQL, compiled once (by whether the event is missing).
+_MESSAGE_LOOKUP = {True: _message_lookup(True), False: _message_lookup(False)}
+
+
+def routes_in_force(session: Session, base: Sequence[MessageRoute]) -> Router:
+    """The routing table in force: the console's newest version, else the settings file's."""
+    value = session.scalar(
+        select(ConfigVersion.value)
+        .where(ConfigVersion.kind == ConfigKind.MESSAGE_ROUTES)
+        .order_by(ConfigVersion.id.desc())
+        .limit(1)
+    )
+    return _router(value, base)
+
+
+def _router(stored: Any, base: Sequence[MessageRoute]) -> Router:
+    """The console's saved table when there is one (`stored`), else the settings file's."""
+    if stored is None:
+        return compile_routes(tuple(base))
+    # Checked when saved; compiled once per distinct table (compile_routes is cached).
+    return compile_routes(
+        tuple(
+            MessageRoute(row["action"], row.get("match"), row.get("pattern"))
+            for row in stored
+            if isinstance(row, dict) and row.get("action") in ROUTE_ACTIONS
+        )
+    )
+
+
+def stored_routes(value: Any) -> tuple[MessageRoute, ...]:
+    """A saved routing table's rows, checked again (for people to read and edit)."""
+    return tuple(route_from_mapping(row) for row in value or () if isinstance(row, dict))
 
 
 def _queue_recorded_order(session: Session, order_ref: str, now: datetime, shadow: bool) -> bool:
@@ -179,7 +329,7 @@ def _queue_recorded_order(session: Session, order_ref: str, now: datetime, shado
 # Claiming and leases -----------------------------------------------------------------------------
 
 
-_Leased = type[Order] | type[Notification]
+_Leased = type[Order] | type[Notification] | type[MessageAction]
 
 
 def _claim(
@@ -240,8 +390,31 @@ def claim_due_notifications(
     return _claim(session, Notification, pending, owner, limit, now, lease)
 
 
+def claim_due_message_actions(
+    session: Session,
+    owner: str,
+    limit: int,
+    now: datetime,
+    lease: timedelta,
+    *,
+    shadow: bool = False,
+) -> list[int]:
+    """Take up to `limit` routed messages' actions that are due and not held by a live lease.
+
+    Only those of orders of the worker's own mode, as with orders (claim_due_orders).
+    """
+    in_mode = MessageAction.order_id.in_(select(Order.id).where(Order.shadow == shadow))
+    pending = (MessageAction.state == MessageActionState.PENDING) & in_mode
+    return _claim(session, MessageAction, pending, owner, limit, now, lease)
+
+
 def extend_leases(
-    session: Session, owner: str, order_ids: list[int], notification_ids: list[int], until: datetime
+    session: Session,
+    owner: str,
+    order_ids: list[int],
+    notification_ids: list[int],
+    until: datetime,
+    message_action_ids: Sequence[int] = (),
 ) -> None:
     """Heartbeat: keep the leases of the work this worker holds."""
     if order_ids:
@@ -256,6 +429,12 @@ def extend_leases(
             .where(Notification.id.in_(notification_ids), Notification.lease_owner == owner)
             .values(lease_expires_at=until)
         )
+    if message_action_ids:
+        session.execute(
+            update(MessageAction)
+            .where(MessageAction.id.in_(message_action_ids), MessageAction.lease_owner == owner)
+            .values(lease_expires_at=until)
+        )
 
 
 def release_all(session: Session, owner: str) -> None:
@@ -268,6 +447,11 @@ def release_all(session: Session, owner: str) -> None:
     session.execute(
         update(Notification)
         .where(Notification.lease_owner == owner)
+        .values(lease_owner=None, lease_expires_at=None)
+    )
+    session.execute(
+        update(MessageAction)
+        .where(MessageAction.lease_owner == owner)
         .values(lease_owner=None, lease_expires_at=None)
     )
 
@@ -288,6 +472,12 @@ def owned_order(session: Session, order_id: int, owner: str) -> Order:
 def owned_notification(session: Session, notification_id: int, owner: str) -> Notification:
     """The notification, locked, provided this worker still holds its lease."""
     row: Notification = _owned(session, Notification, notification_id, owner)
+    return row
+
+
+def owned_message_action(session: Session, action_id: int, owner: str) -> MessageAction:
+    """The routed message's action, locked, provided this worker still holds its lease."""
+    row: MessageAction = _owned(session, MessageAction, action_id, owner)
     return row
 
 
@@ -340,6 +530,49 @@ def finish_attempt(
     attempt.detail = detail[:2000]
     attempt.finished_at = now
     attempt.ids = ids or None
+
+
+# Routed messages' attempts ------------------------------------------------------------------------
+
+
+def earlier_action_attempts(session: Session, action: MessageAction) -> tuple[int, bool]:
+    """How many attempts the action had in its current run, and whether one may have applied."""
+    rows = session.execute(
+        select(MessageActionAttempt.outcome).where(
+            MessageActionAttempt.action_id == action.id,
+            MessageActionAttempt.run == action.run,
+        )
+    ).all()
+    return len(rows), any(row.outcome in _MAYBE_APPLIED for row in rows)
+
+
+def add_action_attempt(
+    session: Session, action: MessageAction, owner: str, now: datetime
+) -> MessageActionAttempt:
+    """Write the attempt row of the action's current attempt number (see lifecycle)."""
+    attempt = MessageActionAttempt(
+        action_id=action.id,
+        run=action.run,
+        attempt=action.attempts,
+        worker=owner,
+        started_at=now,
+        outcome=AttemptOutcome.STARTED,
+    )
+    session.add(attempt)
+    session.flush()
+    return attempt
+
+
+def finish_action_attempt(
+    session: Session, attempt_id: int, outcome: AttemptOutcome, detail: str, now: datetime
+) -> None:
+    """Record how an attempt of a routed message's action ended."""
+    attempt = session.get(MessageActionAttempt, attempt_id)
+    if attempt is None:
+        return
+    attempt.outcome = outcome
+    attempt.detail = detail[:2000]
+    attempt.finished_at = now
 
 
 # Notifications -----------------------------------------------------------------------------------
@@ -417,9 +650,7 @@ def order_history(
 ) -> tuple[list[Callback], list[StepAttempt], list[Notification]]:
     """Callbacks received, step attempts and e-mails of one order, oldest first."""
     callbacks = list(
-        session.scalars(
-            select(Callback).where(Callback.order_ref == order.order_ref).order_by(Callback.id)
-        )
+        session.scalars(select(Callback).where(Callback.order_id == order.id).order_by(Callback.id))
     )
     attempts = list(
         session.scalars(
@@ -434,6 +665,56 @@ def order_history(
     return callbacks, attempts, notifications
 
 
+def message_actions(
+    session: Session, order: Order
+) -> tuple[list[MessageAction], list[MessageActionAttempt]]:
+    """The routed messages' actions of one order and their attempts, oldest first."""
+    actions = list(
+        session.scalars(
+            select(MessageAction)
+            .where(MessageAction.order_id == order.id)
+            .order_by(MessageAction.id)
+        )
+    )
+    attempts = (
+        list(
+            session.scalars(
+                select(MessageActionAttempt)
+                .where(MessageActionAttempt.action_id.in_([a.id for a in actions]))
+                .order_by(MessageActionAttempt.id)
+            )
+        )
+        if actions
+        else []
+    )
+    return actions, attempts
+
+
+def callbacks_by_message(session: Session, top: int) -> tuple[list[tuple[str, int]], int]:
+    """The `top` most frequent callback messages with their counts, and how many others came."""
+    rows = session.execute(
+        select(Callback.msg, func.count())
+        .group_by(Callback.msg)
+        .order_by(func.count().desc(), Callback.msg)
+        .limit(top)
+    ).all()
+    total = session.scalar(select(func.count()).select_from(Callback)) or 0
+    named = [(str(msg), int(count)) for msg, count in rows]
+    return named, int(total) - sum(count for _, count in named)
+
+
+def not_handled_messages(session: Session, limit: int) -> list[tuple[str, int]]:
+    """The messages no route takes, most frequent first, with how often they came."""
+    rows = session.execute(
+        select(Callback.msg, func.count())
+        .where(Callback.outcome == CallbackOutcome.NOT_HANDLED)
+        .group_by(Callback.msg)
+        .order_by(func.count().desc(), Callback.msg)
+        .limit(limit)
+    ).all()
+    return [(str(msg), int(count)) for msg, count in rows]
+
+
 def count_orders_by_state(session: Session) -> dict[OrderState, int]:
     """How many orders are in each state."""
     rows = session.execute(select(Order.state, func.count()).group_by(Order.state)).all()
@@ -441,7 +722,9 @@ def count_orders_by_state(session: Session) -> dict[OrderState, int]:
 
 
 def all_work_finished(session: Session) -> bool:
-    """Whether nothing is left to do: no order received or in progress, no e-mail pending."""
+    """Whether nothing is left to do: no order received or in progress, no e-mail or routed
+    message's action pending."""
     active = select(Order.id).where(Order.state.in_(ACTIVE_STATES))
     pending = select(Notification.id).where(Notification.state == NotificationState.PENDING)
-    return not session.scalar(select(or_(active.exists(), pending.exists())))
+    routed = select(MessageAction.id).where(MessageAction.state == MessageActionState.PENDING)
+    return not session.scalar(select(or_(active.exists(), pending.exists(), routed.exists())))

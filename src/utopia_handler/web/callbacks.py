@@ -129,6 +129,7 @@ def api_callback() -> tuple[Response, int]:
                 remote_addr=str(source) if source is not None else request.remote_addr,
                 now=utcnow(),
                 shadow=runtime.settings.shadow_mode,
+                routes=runtime.settings.routing.messages,
             )
     except SQLAlchemyError as error:
         log_event(
@@ -137,7 +138,7 @@ def api_callback() -> tuple[Response, int]:
         response = jsonify({"error": "the callback could not be stored; please send it again"})
         response.headers["Retry-After"] = "30"
         return response, 503
-    if outcome in (CallbackOutcome.QUEUED, CallbackOutcome.TEST_QUEUED):
+    if outcome in (CallbackOutcome.QUEUED, CallbackOutcome.TEST_QUEUED, CallbackOutcome.ROUTED):
         runtime.wakeup.set()
     log_event(log, "callback.stored", order=order_ref, outcome=outcome.value)
     return jsonify({"status": outcome.value, "orderref": order_ref}), 200

@@ -30,6 +30,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
 from utopia_handler.runtime import Runtime
+from utopia_handler.store import queries
 from utopia_handler.store.db import Store, migration_status
 from utopia_handler.store.models import (
     ACTIVE_STATES,
@@ -49,6 +50,12 @@ from utopia_handler.timeutil import utcnow
 
 bp = Blueprint("metrics", __name__)
 
+# Callbacks by `msg`: the most frequent texts by name, every other as "other", so a sender that
+# makes up texts cannot grow the series without bound. Texts are UTOPIA's words, never a
+# customer's; clipped all the same.
+MESSAGE_LABELS = 50
+MESSAGE_LABEL_CHARS = 100
+OTHER_MESSAGES = "other"
 # Seconds; a step is one or two outside calls, so most land well under 10 s.
 DURATION_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
 _PROXY_HEADERS = ("X-Forwarded-For", "Forwarded", "X-Real-IP")
@@ -103,6 +110,18 @@ def snapshot(session: Session, now: datetime) -> Snapshot:
         select(func.min(Order.created_at)).where(Order.state == OrderState.WAITING)
     )
     return shot
+
+
+def callbacks_by_message(session: Session) -> dict[str, int]:
+    """Callbacks counted by `msg`: the MESSAGE_LABELS most frequent texts (clipped), the rest
+    as "other"."""
+    named, others = queries.callbacks_by_message(session, MESSAGE_LABELS)
+    counts: dict[str, int] = {}
+    for msg, count in named:
+        label = " ".join(msg.split())[:MESSAGE_LABEL_CHARS]
+        counts[label] = counts.get(label, 0) + count  # texts that differ only past the clip
+    counts[OTHER_MESSAGES] = counts.get(OTHER_MESSAGES, 0) + others
+    return counts
 
 
 def _count(session: Session, *conditions: ColumnElement[bool]) -> int:
@@ -190,12 +209,22 @@ class _StoreCollector(Collector):
             shot = snapshot(session, self._now)
             durations = step_durations(session)
             reconciled = reconcile_numbers(session)
+            by_message = callbacks_by_message(session)
         callbacks = CounterMetricFamily(
             "utopia_handler_callbacks", "Callbacks received, by outcome.", labels=["outcome"]
         )
         for callback_outcome in CallbackOutcome:
             callbacks.add_metric([callback_outcome.value], shot.callbacks.get(callback_outcome, 0))
         yield callbacks
+        messages = CounterMetricFamily(
+            "utopia_handler_callbacks_by_message",
+            f"Callbacks received, by UTOPIA's msg text: the {MESSAGE_LABELS} most frequent, "
+            f'every other as "{OTHER_MESSAGES}".',
+            labels=["msg"],
+        )
+        for msg, count in by_message.items():
+            messages.add_metric([msg], count)
+        yield messages
         orders = GaugeMetricFamily("utopia_handler_orders", "Orders by state.", labels=["state"])
         for state in OrderState:
             orders.add_metric([state.value], shot.orders.get(state, 0))

@@ -1,5 +1,6 @@
 """Settings pages for admins: plan mapping, always-added services, the ticket template (with a
-live preview, its history and rollback), and the effective settings with secrets masked.
+live preview, its history and rollback), the routing table of UTOPIA messages and its ticket
+template (likewise), and the effective settings with secrets masked.
 
 Saved values go to the database as new versions; the worker reads the current ones for every
 order, so every process uses a change at once.
@@ -7,6 +8,8 @@ order, so every process uses a change at once.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from flask import abort, flash, jsonify, redirect, render_template, request, url_for
@@ -15,13 +18,17 @@ from flask.typing import ResponseReturnValue
 from utopia_handler import accounts, config_store
 from utopia_handler.config_store import ConfigInvalid
 from utopia_handler.doctor import Check, run_checks
+from utopia_handler.message_actions import MESSAGE_TICKET_VARIABLES
 from utopia_handler.settings import describe_settings
+from utopia_handler.settings.routes import RESERVED_MESSAGES, ROUTE_ACTIONS
+from utopia_handler.store import queries
 from utopia_handler.store.console_models import ConfigKind, ConfigVersion, Role
-from utopia_handler.tickets import TemplateProblem
+from utopia_handler.tickets import TemplateProblem, TicketRenderer
 from utopia_handler.timeutil import utcnow
 from utopia_handler.web.console.common import bp, current_user, require, runtime
 
 BLANK_PLAN_ROWS = 3
+BLANK_ROUTE_ROWS = 3
 TEMPLATE_VARIABLES = (
     "customer_name", "first_name", "last_name", "email", "phone", "order_ref", "site_id", "plan",
     "plans", "address", "street", "unit", "city", "state", "zip", "terms_agreed_at", "promo",
@@ -113,26 +120,71 @@ def settings_rollback(version_id: int) -> ResponseReturnValue:
     except ConfigInvalid:
         abort(404)
     flash(f"Version {version_id} is in force again (saved as version {version.id}).", "info")
-    page = "console.template_page" if kind == ConfigKind.TICKET_TEMPLATE else "console.plans_page"
-    return redirect(url_for(page), 303)
+    pages = {
+        ConfigKind.TICKET_TEMPLATE: "console.template_page",
+        ConfigKind.MESSAGE_ROUTES: "console.routes_page",
+        ConfigKind.MESSAGE_TICKET_TEMPLATE: "console.message_template_page",
+    }
+    return redirect(url_for(pages.get(kind, "console.plans_page")), 303)
 
 
-def _current_template() -> tuple[str, str]:
+@dataclass(frozen=True)
+class _TemplateKind:
+    """One editable ticket template: the installation ticket's or the message ticket's."""
+
+    kind: ConfigKind
+    renderer: Callable[[], TicketRenderer]
+    variables: tuple[str, ...]
+    sample: Callable[[], dict[str, Any]]
+    save: Callable[..., ConfigVersion]
+    endpoint: str  # the page; "<endpoint>_preview" and "<endpoint>_save" post to it
+    name: str  # in the page's <title> and the "saved" message
+    title: str
+    intro: str
+
+
+_INSTALL = _TemplateKind(
+    ConfigKind.TICKET_TEMPLATE,
+    lambda: runtime().tickets,
+    TEMPLATE_VARIABLES,
+    config_store.sample_ticket_variables,
+    config_store.save_ticket_template,
+    "console.template",
+    "Ticket template",
+    "Installation ticket template",
+    "The HTML description of the ticket opened for each new customer.",
+)
+_MESSAGE = _TemplateKind(
+    ConfigKind.MESSAGE_TICKET_TEMPLATE,
+    lambda: runtime().message_tickets,
+    MESSAGE_TICKET_VARIABLES,
+    config_store.sample_message_ticket_variables,
+    config_store.save_message_ticket_template,
+    "console.message_template",
+    "Message ticket template",
+    "Message ticket template",
+    "The HTML description of the ticket the routing table opens for a UTOPIA message "
+    "(action “ticket”), on the order's PowerCode customer. Its summary is "
+    "[ticket] message_summary in the settings file.",
+)
+
+
+def _current_template(which: _TemplateKind) -> tuple[str, str]:
     """The template in force and where it comes from."""
     with runtime().store.read() as db:
-        version = config_store.stored_ticket_template(db)
+        version = config_store.latest(db, which.kind)
     if version is not None:
         return str(version.value["source"]), _origin(version, "")
     try:
-        source, path = runtime().tickets.source()
+        source, path = which.renderer().source()
     except TemplateProblem as problem:
         return "", str(problem)
     return source, f"the file {path.name}"
 
 
-def _preview(source: str) -> dict[str, Any]:
+def _preview(which: _TemplateKind, source: str) -> dict[str, Any]:
     try:
-        rendered = config_store.preview_ticket(runtime().tickets, source)
+        rendered = config_store.preview_ticket(which.renderer(), source, which.sample())
     except ConfigInvalid as invalid:
         return {"ok": False, "problems": invalid.problems, "summary": "", "html": ""}
     return {
@@ -143,52 +195,142 @@ def _preview(source: str) -> dict[str, Any]:
     }
 
 
-def _template_page(source: str, origin: str, status: int = 200) -> ResponseReturnValue:
+def _template_page(
+    which: _TemplateKind, source: str, origin: str, status: int = 200
+) -> ResponseReturnValue:
     with runtime().store.read() as db:
-        versions = config_store.history(db, ConfigKind.TICKET_TEMPLATE, limit=50)
+        versions = config_store.history(db, which.kind, limit=50)
     current = versions[0].id if versions else None
     return render_template(
         "console/settings_template.html",
+        which=which,
         source=source,
         origin=origin,
-        preview=_preview(source),
+        preview=_preview(which, source),
         versions=versions,
         current_version=current,
-        variables=TEMPLATE_VARIABLES,
-        sample=config_store.sample_ticket_variables(),
+        variables=which.variables,
+        sample=which.sample(),
     ), status
+
+
+def _template_preview(which: _TemplateKind) -> ResponseReturnValue:
+    source = request.form.get("source", "")
+    if request.accept_mimetypes.best == "application/json":
+        return jsonify(_preview(which, source))
+    return _template_page(which, source, "the text being edited (not saved)")
+
+
+def _template_save(which: _TemplateKind) -> ResponseReturnValue:
+    source = request.form.get("source", "").replace("\r\n", "\n")
+    try:
+        with runtime().store.write() as db:
+            version = which.save(db, which.renderer(), source, current_user().name, utcnow())
+    except ConfigInvalid as invalid:
+        flash("Not saved: " + "; ".join(invalid.problems), "error")
+        return _template_page(which, source, "the text being edited (not saved)", status=422)
+    flash(f"{which.name} saved as version {version.id}; the next ticket uses it.", "info")
+    return redirect(url_for(f"{which.endpoint}_page"), 303)
 
 
 @bp.get("/settings/ticket-template")
 @require(Role.ADMIN)
 def template_page() -> ResponseReturnValue:
-    source, origin = _current_template()
-    return _template_page(source, origin)
+    return _template_page(_INSTALL, *_current_template(_INSTALL))
 
 
 @bp.post("/settings/ticket-template/preview")
 @require(Role.ADMIN)
 def template_preview() -> ResponseReturnValue:
-    source = request.form.get("source", "")
-    if request.accept_mimetypes.best == "application/json":
-        return jsonify(_preview(source))
-    return _template_page(source, "the text being edited (not saved)")
+    return _template_preview(_INSTALL)
 
 
 @bp.post("/settings/ticket-template")
 @require(Role.ADMIN)
 def template_save() -> ResponseReturnValue:
-    source = request.form.get("source", "").replace("\r\n", "\n")
+    return _template_save(_INSTALL)
+
+
+@bp.get("/settings/message-ticket-template")
+@require(Role.ADMIN)
+def message_template_page() -> ResponseReturnValue:
+    return _template_page(_MESSAGE, *_current_template(_MESSAGE))
+
+
+@bp.post("/settings/message-ticket-template/preview")
+@require(Role.ADMIN)
+def message_template_preview() -> ResponseReturnValue:
+    return _template_preview(_MESSAGE)
+
+
+@bp.post("/settings/message-ticket-template")
+@require(Role.ADMIN)
+def message_template_save() -> ResponseReturnValue:
+    return _template_save(_MESSAGE)
+
+
+# The routing table of UTOPIA messages ------------------------------------------------------------
+
+
+@bp.get("/settings/messages")
+@require(Role.ADMIN)
+def routes_page(
+    problems: list[str] | None = None,
+    rows: list[tuple[str, str, str]] | None = None,
+    status: int = 200,
+) -> ResponseReturnValue:
+    base = runtime().settings.routing.messages
+    with runtime().store.read() as db:
+        routes, version = config_store.current_routes(db, base)
+        versions = config_store.history(db, ConfigKind.MESSAGE_ROUTES, limit=20)
+        not_handled = queries.not_handled_messages(db, limit=20)
+    if rows is None:
+        rows = [
+            ("match", r.match, r.action)
+            if r.match is not None
+            else ("pattern", r.pattern or "", r.action)
+            for r in routes
+        ]
+    rows = rows + [("match", "", "notify")] * BLANK_ROUTE_ROWS
+    return render_template(
+        "console/settings_messages.html",
+        rows=rows,
+        problems=problems or [],
+        origin=_origin(
+            version,
+            "the settings file ([[messages]])"
+            if base
+            else "none: every message is only stored and shown",
+        ),
+        versions=versions,
+        actions=ROUTE_ACTIONS,
+        reserved=RESERVED_MESSAGES,
+        not_handled=not_handled,
+    ), status
+
+
+@bp.post("/settings/messages")
+@require(Role.ADMIN)
+def routes_save() -> ResponseReturnValue:
+    hows = request.form.getlist("route_how")
+    texts = request.form.getlist("route_text")
+    chosen = request.form.getlist("route_action")
+    if not len(hows) == len(texts) == len(chosen) or len(texts) > 500:
+        abort(400)
+    rows = list(zip(hows, texts, chosen, strict=True))
     try:
+        routes = config_store.parse_route_rows(rows)
         with runtime().store.write() as db:
-            version = config_store.save_ticket_template(
-                db, runtime().tickets, source, current_user().name, utcnow()
-            )
+            version = config_store.save_routes(db, routes, current_user().name, utcnow())
     except ConfigInvalid as invalid:
-        flash("Not saved: " + "; ".join(invalid.problems), "error")
-        return _template_page(source, "the text being edited (not saved)", status=422)
-    flash(f"Ticket template saved as version {version.id}; the next ticket uses it.", "info")
-    return redirect(url_for("console.template_page"), 303)
+        kept = [(h, t, a) for h, t, a in rows if t.strip()]
+        return routes_page(problems=invalid.problems, rows=kept, status=422)
+    flash(
+        f"Routing table saved as version {version.id}; it applies to the next message UTOPIA "
+        "sends.",
+        "info",
+    )
+    return redirect(url_for("console.routes_page"), 303)
 
 
 @bp.get("/settings")

@@ -14,6 +14,8 @@ from utopia_handler.store.console_models import Role, User
 from utopia_handler.store.models import (
     AttemptOutcome,
     CallbackOutcome,
+    MessageActionKind,
+    MessageActionState,
     NotificationKind,
     NotificationState,
     OrderState,
@@ -92,7 +94,9 @@ CALLBACK_WORDS = {
     CallbackOutcome.QUEUED: "new order queued",
     CallbackOutcome.REPEAT: "repeat delivery; nothing new started",
     CallbackOutcome.TEST_QUEUED: "test e-mail queued",
-    CallbackOutcome.NOT_HANDLED: "not handled (no work for this message)",
+    CallbackOutcome.NOT_HANDLED: "not handled (no route for this message)",
+    CallbackOutcome.ROUTED: "routed: its action was queued",
+    CallbackOutcome.IGNORED: "stored; the routing table says to do nothing else",
 }
 EMAIL_WORDS = {
     NotificationKind.SUCCESS: "customer created",
@@ -102,6 +106,19 @@ EMAIL_WORDS = {
     NotificationKind.TEST: "test",
     NotificationKind.MISSED_ORDERS: "missed orders found by reconciliation",
     NotificationKind.RECONCILE_STALE: "UTOPIA's order list not read for too long",
+    NotificationKind.MESSAGE: "UTOPIA message",
+}
+ACTION_WORDS = {
+    MessageActionKind.NOTIFY: "E-mail staff",
+    MessageActionKind.HOLD: "Hold the order for a person",
+    MessageActionKind.TICKET: "Open a PowerCode ticket",
+    MessageActionKind.NOTE: "Add a line to the customer's notes",
+}
+ACTION_STATE_WORDS = {
+    MessageActionState.PENDING: "to do",
+    MessageActionState.DONE: "done",
+    MessageActionState.WAITING: "waiting for a person",
+    MessageActionState.CLOSED: "closed by a person",
 }
 EMAIL_STATE_WORDS = {
     NotificationState.PENDING: "waiting to be sent",
@@ -209,6 +226,9 @@ def template_globals() -> dict[str, Any]:
         "CALLBACK_WORDS": CALLBACK_WORDS,
         "EMAIL_WORDS": EMAIL_WORDS,
         "EMAIL_STATE_WORDS": EMAIL_STATE_WORDS,
+        "ACTION_WORDS": ACTION_WORDS,
+        "ACTION_STATE_WORDS": ACTION_STATE_WORDS,
+        "MessageActionState": MessageActionState,
         "OrderState": OrderState,
         "Role": Role,
         "Step": Step,

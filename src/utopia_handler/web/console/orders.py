@@ -25,6 +25,7 @@ from utopia_handler.store import queries
 from utopia_handler.store.console_models import Role
 from utopia_handler.store.models import (
     AttemptOutcome,
+    MessageAction,
     Order,
     OrderState,
     SiteDecision,
@@ -32,6 +33,8 @@ from utopia_handler.store.models import (
 )
 from utopia_handler.timeutil import utcnow
 from utopia_handler.web.console.common import (
+    ACTION_STATE_WORDS,
+    ACTION_WORDS,
     CALLBACK_WORDS,
     EMAIL_STATE_WORDS,
     EMAIL_WORDS,
@@ -144,8 +147,11 @@ _OUTCOME_TONE = {
 }
 
 
-def _timeline(db: Session, order: Order) -> tuple[list[TimelineEntry], list[object]]:
+def _timeline(
+    db: Session, order: Order
+) -> tuple[list[TimelineEntry], list[object], list[MessageAction]]:
     callbacks, attempts, emails = queries.order_history(db, order)
+    routed, routed_attempts = queries.message_actions(db, order)
     entries: list[TimelineEntry] = []
     for callback in callbacks:
         entries.append(
@@ -172,6 +178,26 @@ def _timeline(db: Session, order: Order) -> tuple[list[TimelineEntry], list[obje
                 _OUTCOME_TONE[attempt.outcome],
             )
         )
+    by_id = {action.id: action for action in routed}
+    for routed_attempt in routed_attempts:
+        action = by_id[routed_attempt.action_id]
+        words = OUTCOME_WORDS[routed_attempt.outcome]
+        if (
+            routed_attempt.outcome == AttemptOutcome.STARTED
+            and action.lease_owner == routed_attempt.worker
+        ):
+            words = "running now"
+        entries.append(
+            TimelineEntry(
+                routed_attempt.started_at,
+                "routed",
+                f"{ACTION_WORDS[action.action]} for “{action.msg}” (run {routed_attempt.run}, "
+                f"attempt {routed_attempt.attempt})",
+                words,
+                routed_attempt.detail or "",
+                _OUTCOME_TONE[routed_attempt.outcome],
+            )
+        )
     for email in emails:
         entries.append(
             TimelineEntry(
@@ -196,7 +222,7 @@ def _timeline(db: Session, order: Order) -> tuple[list[TimelineEntry], list[obje
             )
         )
     entries.sort(key=lambda e: e.at)
-    return entries, list(emails)
+    return entries, list(emails), routed
 
 
 @bp.get("/orders/<int:order_id>")
@@ -206,7 +232,7 @@ def order_page(order_id: int) -> ResponseReturnValue:
         order = db.get(Order, order_id)
         if order is None:
             abort(404)
-        timeline, emails = _timeline(db, order)
+        timeline, emails, routed = _timeline(db, order)
         _, maybe_applied = queries.earlier_attempts(db, order, order.step)
         would_have_sent = queries.shadow_writes(db, order.id)
     contract = Contract.from_json(order.contract) if order.contract else None
@@ -218,6 +244,7 @@ def order_page(order_id: int) -> ResponseReturnValue:
         contract=contract,
         timeline=timeline,
         emails=emails,
+        routed=routed,
         customer_link=(
             powercode.customer_link(order.customer_id)
             if order.customer_id and order.customer_id > 0 and powercode.web_url
@@ -323,5 +350,30 @@ def order_resend(order_id: int) -> ResponseReturnValue:
     def act(db: Session, ref: str, actor: str) -> str:
         kind = actions.resend_notification(db, ref, utcnow(), actor=actor)
         return f"The {kind} e-mail for order {ref} is queued again."
+
+    return _act(order_id, act)
+
+
+@bp.post("/orders/<int:order_id>/messages/<int:action_id>/retry")
+@require(Role.OPERATOR)
+def message_action_retry(order_id: int, action_id: int) -> ResponseReturnValue:
+    def act(db: Session, ref: str, actor: str) -> str:
+        action = actions.retry_message_action(db, ref, action_id, utcnow(), actor=actor)
+        return f"“{ACTION_WORDS[action.action]}” for “{action.msg}” is queued again."
+
+    return _act(order_id, act)
+
+
+@bp.post("/orders/<int:order_id>/messages/<int:action_id>/close")
+@require(Role.OPERATOR)
+def message_action_close(order_id: int, action_id: int) -> ResponseReturnValue:
+    note = request.form.get("note", "")
+
+    def act(db: Session, ref: str, actor: str) -> str:
+        action = actions.close_message_action(db, ref, action_id, note, utcnow(), actor=actor)
+        return (
+            f"“{ACTION_WORDS[action.action]}” for “{action.msg}” is "
+            f"{ACTION_STATE_WORDS[action.state]}."
+        )
 
     return _act(order_id, act)

@@ -1,4 +1,5 @@
-"""The home page (everything at a glance), callbacks nobody handles, and the audit log."""
+"""The home page (everything at a glance), callbacks no route takes (across orders), and the
+audit log."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from flask.typing import ResponseReturnValue
 from sqlalchemy import func, select
 
 from utopia_handler import audit
+from utopia_handler.store import queries
 from utopia_handler.store.models import (
     Callback,
     CallbackOutcome,
@@ -73,13 +75,7 @@ def not_handled() -> ResponseReturnValue:
                 .offset((page - 1) * PAGE_SIZE)
             )
         )
-        by_msg = db.execute(
-            select(Callback.msg, func.count())
-            .where(where)
-            .group_by(Callback.msg)
-            .order_by(func.count().desc())
-            .limit(20)
-        ).all()
+        by_msg = queries.not_handled_messages(db, limit=20)
     return render_template(
         "console/not_handled.html",
         callbacks=callbacks,

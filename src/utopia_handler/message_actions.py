@@ -1,0 +1,364 @@
+"""Routed UTOPIA messages: run one claimed action (notify, hold, ticket, note) exactly once.
+
+The callback stored the action as a `message_actions` row in the same transaction as the
+callback, one per order, message and event, so a repeated callback starts nothing. The worker
+claims it with a lease like an order, then:
+
+1. `prepare` writes the attempt row (`started`) and commits, before any outside call;
+2. `perform` makes the outside calls, if any, and says what happened (never raises for the
+   faults it knows; the worker's catch-all turns anything else into `crashed`);
+3. `record` writes the outcome through `lifecycle`, with any e-mail or order change, in one commit.
+
+Where exactly-once comes from, per action:
+- `notify` and `hold`: their whole effect (the outbox row, the order's change) is written in the
+  commit that marks the action done, so a crash before it leaves nothing half done.
+- `ticket`: PowerCode cannot list tickets, so an earlier attempt in this run that may have reached
+  it (`started` or `uncertain`) makes the action wait for a person instead of sending again.
+- `note`: the customer's notes are read first; a line already there is not added again.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+from utopia_handler import lifecycle
+from utopia_handler.addresses import state_code, street_with_unit
+from utopia_handler.clients.errors import RejectedError, RetryableError
+from utopia_handler.clients.powercode import NewTicket, PowerCodeClient
+from utopia_handler.clients.utopia import Contract
+from utopia_handler.logs import log_event
+from utopia_handler.settings import TicketSettings
+from utopia_handler.store import queries
+from utopia_handler.store.db import Store
+from utopia_handler.store.models import (
+    AttemptOutcome,
+    MessageActionKind,
+    MessageActionState,
+    NotificationKind,
+    Order,
+    OrderState,
+)
+from utopia_handler.tickets import TemplateProblem, TicketRenderer
+
+log = logging.getLogger(__name__)
+
+# An order being provisioned right now is held as soon as its worker lets go of it.
+BUSY_DELAY = timedelta(seconds=5)
+# Orders that may still get a PowerCode customer: an action needing one waits for it (retried,
+# under the retry deadline). Any other order without a customer waits for a person at once.
+MAY_GET_CUSTOMER = (OrderState.RECEIVED, OrderState.IN_PROGRESS, OrderState.WAITING)
+# The variables a message ticket template may use.
+MESSAGE_TICKET_VARIABLES = (
+    "msg", "event", "received_at", "order_ref", "customer_id", "customer_name", "first_name",
+    "last_name", "site_id", "address", "city", "state", "zip", "order_state",
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class ActionView:
+    """What an action may know: the message, its order, and this run's earlier attempts."""
+
+    action_id: int
+    order_id: int
+    kind: MessageActionKind
+    msg: str
+    event: str | None
+    received_at: datetime
+    order_ref: str
+    order_state: OrderState
+    customer_id: int | None
+    customer_name: str | None
+    site_id: str | None
+    contract: Contract | None
+    attempt_id: int
+    attempt_number: int
+    maybe_applied: bool  # an earlier attempt of this run may have reached PowerCode
+
+
+@dataclass(frozen=True)
+class ActionResult:
+    """What `perform` found; `record` writes it."""
+
+    kind: Literal["done", "waits", "retry", "notify", "hold"]
+    detail: str = ""
+    outcome: AttemptOutcome = AttemptOutcome.OK
+    ticket_id: str | None = None
+    uncertain: bool = False
+    retry_after: float | None = None
+
+
+class _Waits(Exception):
+    """One of our own rules stops the action until a person looks; the message says why."""
+
+
+class _NoCustomerYet(Exception):
+    """The order has no PowerCode customer yet, but provisioning may still make one."""
+
+
+def note_line(view: ActionView) -> str:
+    """The line the `note` action adds: the same for every attempt, so it is found again."""
+    event = f" (event {view.event})" if view.event else ""
+    return (
+        f'{view.received_at:%Y-%m-%d %H:%M} UTC: UTOPIA sent "{view.msg}"{event} for order '
+        f"{view.order_ref}"
+    )
+
+
+def has_line(notes: str, line: str) -> bool:
+    """Whether the notes hold the line, whatever PowerCode did to spaces, breaks or escaping."""
+    flat = " ".join(html.unescape(notes).split())
+    return " ".join(line.split()) in flat
+
+
+def ticket_variables(view: ActionView, customer_id: int) -> dict[str, Any]:
+    """The variables of a message ticket's template."""
+    contract = view.contract
+    variables: dict[str, Any] = {
+        "msg": view.msg,
+        "event": view.event or "",
+        "received_at": f"{view.received_at:%Y-%m-%d %H:%M} UTC",
+        "order_ref": view.order_ref,
+        "customer_id": customer_id,
+        "customer_name": view.customer_name or "",
+        "first_name": "",
+        "last_name": "",
+        "site_id": view.site_id or "",
+        "address": "",
+        "city": "",
+        "state": "",
+        "zip": "",
+        "order_state": view.order_state.value,
+    }
+    if contract is not None:
+        address = contract.service_address
+        variables.update(
+            first_name=contract.customer.first_name,
+            last_name=contract.customer.last_name,
+            address=street_with_unit(address.street, address.unit),
+            city=address.city,
+            state=state_code(address.state) or address.state,
+            zip=address.zip,
+            site_id=contract.site_id or variables["site_id"],
+        )
+    return variables
+
+
+class MessageActionRunner:
+    """Runs claimed actions for one worker (its lease name, clock and retry policy)."""
+
+    def __init__(
+        self,
+        store: Store,
+        powercode: PowerCodeClient,
+        tickets: TicketRenderer,
+        ticket_settings: TicketSettings,
+        owner: str,
+        clock: Callable[[], datetime],
+        retry: lifecycle.RetryPolicy,
+        rng: random.Random,
+    ) -> None:
+        self.store = store
+        self.powercode = powercode
+        self.tickets = tickets  # the message ticket's renderer, not the installation ticket's
+        self.ticket_settings = ticket_settings
+        self.owner = owner
+        self.clock = clock
+        self.retry = retry
+        self.rng = rng
+
+    # 1 -----------------------------------------------------------------------------------------
+    def prepare(self, action_id: int) -> ActionView | None:
+        """Write the attempt row of a due action and commit; what the attempt needs, or None."""
+        now = self.clock()
+        with self.store.write() as session:
+            action = queries.owned_message_action(session, action_id, self.owner)
+            if action.state != MessageActionState.PENDING or action.next_attempt_at > now:
+                return None
+            _, maybe_applied = queries.earlier_action_attempts(session, action)
+            attempt_id = lifecycle.start_action_attempt(session, action, self.owner, now)
+            order = session.get(Order, action.order_id)
+            assert order is not None  # the action is removed with its order
+            return ActionView(
+                action_id=action.id,
+                order_id=order.id,
+                kind=action.action,
+                msg=action.msg,
+                event=action.event,
+                received_at=action.created_at,
+                order_ref=order.order_ref,
+                order_state=order.state,
+                customer_id=order.customer_id,
+                customer_name=order.customer_name,
+                site_id=order.site_id,
+                contract=Contract.from_json(order.contract) if order.contract else None,
+                attempt_id=attempt_id,
+                attempt_number=action.attempts,
+                maybe_applied=maybe_applied,
+            )
+
+    # 2 -----------------------------------------------------------------------------------------
+    def perform(self, view: ActionView) -> ActionResult:
+        """Make the action's outside calls; the faults outside and our own rules as results."""
+        log_event(
+            log,
+            "message_action.start",
+            order=view.order_ref,
+            action=view.kind.value,
+            attempt=view.attempt_number,
+        )
+        if view.kind == MessageActionKind.NOTIFY:
+            return ActionResult("notify")
+        if view.kind == MessageActionKind.HOLD:
+            return ActionResult("hold")
+        try:
+            if view.kind == MessageActionKind.TICKET:
+                return self._open_ticket(view)
+            return self._add_note(view)
+        except _Waits as waits:
+            return ActionResult("waits", str(waits), AttemptOutcome.HELD)
+        except _NoCustomerYet as later:
+            return ActionResult("retry", str(later))
+        except RejectedError as error:
+            return ActionResult("waits", str(error), AttemptOutcome.REJECTED)
+        except RetryableError as error:
+            return ActionResult(
+                "retry",
+                f"a fault outside ({error})",
+                uncertain=error.may_have_applied,
+                retry_after=error.retry_after,
+            )
+
+    def crashed(self, error: BaseException) -> ActionResult:
+        """What the worker's catch-all records for an unexpected error: a person looks."""
+        reason = f"internal error ({type(error).__name__}); the log has the details"
+        return ActionResult("waits", reason, AttemptOutcome.FAILED)
+
+    def _customer(self, view: ActionView) -> int:
+        if view.customer_id is not None:
+            return view.customer_id
+        if view.order_state in MAY_GET_CUSTOMER:
+            raise _NoCustomerYet(
+                f"the order has no PowerCode customer yet ({view.order_state.value}); tried "
+                "again when provisioning has made one"
+            )
+        raise _Waits(
+            f"the order is {view.order_state.value} and has no PowerCode customer, and "
+            "provisioning will not make one: provision the order (or do this by hand), then "
+            "retry this action or close it"
+        )
+
+    def _open_ticket(self, view: ActionView) -> ActionResult:
+        customer_id = self._customer(view)
+        if view.maybe_applied:
+            raise _Waits(
+                f"an earlier ticket request for customer #{customer_id} got no reply, so the "
+                "ticket may exist: check the customer's tickets in PowerCode, then retry this "
+                "action to open one, or close it"
+            )
+        try:
+            rendered = self.tickets.render(ticket_variables(view, customer_id))
+        except TemplateProblem as problem:
+            raise _Waits(str(problem)) from None
+        ticket = self.ticket_settings
+        ticket_id = self.powercode.create_ticket(
+            NewTicket(
+                customer_id=customer_id,
+                summary=rendered.summary,
+                description_html=rendered.description_html,
+                category=ticket.category,
+                ticket_type=ticket.ticket_type,
+                status=ticket.status,
+                responsible_user=ticket.responsible_user,
+                responsible_group=ticket.responsible_group,
+                customer_viewable=ticket.customer_viewable,
+            )
+        )
+        return ActionResult(
+            "done", f"ticket {ticket_id} opened on customer #{customer_id}", ticket_id=ticket_id
+        )
+
+    def _add_note(self, view: ActionView) -> ActionResult:
+        customer_id = self._customer(view)
+        customer = self.powercode.read_customer(customer_id)
+        if customer is None:
+            raise _Waits(f"PowerCode has no customer #{customer_id}")
+        if customer.notes is None:
+            raise _Waits(
+                "PowerCode's readCustomer did not return the customer's notes (customerNotes), "
+                "so a line cannot be added without replacing them: add it by hand, then close "
+                "this action"
+            )
+        line = note_line(view)
+        if has_line(customer.notes, line):
+            return ActionResult("done", f"the line is in customer #{customer_id}'s notes already")
+        notes = f"{customer.notes.rstrip()}\n{line}" if customer.notes.strip() else line
+        self.powercode.update_customer_notes(customer_id, notes)
+        return ActionResult("done", f"line added to customer #{customer_id}'s notes")
+
+    # 3 -----------------------------------------------------------------------------------------
+    def record(self, view: ActionView, result: ActionResult) -> None:
+        """Write what the attempt achieved, with its e-mail or order change, in one commit."""
+        now = self.clock()
+        state = "done"
+        with self.store.write() as session:
+            action = queries.owned_message_action(session, view.action_id, self.owner)
+            order = session.get(Order, action.order_id, with_for_update=True)
+            assert order is not None
+            attempt_id = view.attempt_id
+            if result.kind == "notify":
+                context = lifecycle.message_context(action)
+                queries.enqueue_notification(session, order, NotificationKind.MESSAGE, context, now)
+                lifecycle.action_done(session, action, attempt_id, "staff e-mailed", now)
+            elif result.kind == "hold":
+                held = lifecycle.hold_for_message(session, order, action, now)
+                if held is None:
+                    state = "later"
+                    lifecycle.action_later(
+                        session,
+                        action,
+                        attempt_id,
+                        "the order is being worked on; held once its worker lets go",
+                        now + BUSY_DELAY,
+                        now,
+                    )
+                else:
+                    lifecycle.action_done(session, action, attempt_id, held, now)
+            elif result.kind == "done":
+                lifecycle.action_done(
+                    session, action, attempt_id, result.detail, now, ticket_id=result.ticket_id
+                )
+            elif result.kind == "waits":
+                state = "waiting"
+                lifecycle.action_waits(
+                    session, order, action, attempt_id, result.outcome, result.detail, now
+                )
+            else:
+                gave_up = lifecycle.action_retry(
+                    session,
+                    order,
+                    action,
+                    attempt_id,
+                    result.detail,
+                    now,
+                    self.retry,
+                    self.rng,
+                    uncertain=result.uncertain,
+                    retry_after=result.retry_after,
+                )
+                state = "waiting" if gave_up else "retry"
+            order_ref = order.order_ref
+        log_event(
+            log,
+            f"message_action.{state}",
+            logging.INFO if state in ("done", "later") else logging.WARNING,
+            order=order_ref,
+            action=view.kind.value,
+            attempt=view.attempt_number,
+            ticket_id=result.ticket_id,
+        )
