@@ -13,7 +13,7 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect, select, text
 
 from utopia_handler.runtime import Runtime
-from utopia_handler.store import models
+from utopia_handler.store import models, queries
 from utopia_handler.store.console_models import Base
 from utopia_handler.store.db import Store, alembic_config
 from utopia_handler.store.models import Order, OrderState, SiteDecision
@@ -24,7 +24,7 @@ CONSOLE_TABLES = {"users", "console_sessions", "login_failures", "audit_log", "c
 def test_the_schema_after_migrating_matches_the_models(console_runtime: Runtime) -> None:
     with console_runtime.store.engine.connect() as connection:
         differences = compare_metadata(MigrationContext.configure(connection), Base.metadata)
-        assert MigrationContext.configure(connection).get_current_heads() == ("0006",)
+        assert MigrationContext.configure(connection).get_current_heads() == ("0009",)
     ours = [d for d in differences if any(table in repr(d) for table in CONSOLE_TABLES)]
     assert ours == []
 
@@ -123,3 +123,46 @@ def upgrade_resolved_orders(url: str) -> None:
 
 def test_orders_resolved_before_the_column_existed_are_marked_resolved(tmp_path: Path) -> None:
     upgrade_resolved_orders(f"sqlite:///{tmp_path / 'resolved.db'}")
+
+
+def upgrade_folded_names(url: str) -> None:
+    """Names stored before 0009 are folded for the search; the search finds them without accents."""
+    config = alembic_config(url)
+    command.upgrade(config, "0006")
+    store = Store(url)
+    try:
+        with store.engine.begin() as connection:
+            for ref, name in (
+                ("UIA202611-004218", "María José O'Neill-Ramírez"),
+                ("UIA202611-004219", None),
+            ):
+                connection.execute(
+                    text(
+                        "INSERT INTO orders (order_ref, state, step, created_at, updated_at,"
+                        " next_attempt_at, run, step_attempts, customer_created,"
+                        " resolved_by_hand, customer_name)"
+                        " VALUES (:ref, 'done', 'finished', :at, :at, :at, 1, 0, :no, :no, :name)"
+                    ),
+                    {"ref": ref, "name": name, "at": datetime(2026, 11, 30), "no": False},
+                )
+        store.migrate()
+        with store.read() as session:
+            folded = dict(
+                session.execute(select(Order.order_ref, Order.customer_name_folded)).all()
+            )
+            found = session.scalars(
+                select(Order.order_ref).where(queries.order_search("maria oneill"))
+            ).all()
+        assert folded == {"UIA202611-004218": "maria jose oneill ramirez", "UIA202611-004219": None}
+        assert found == ["UIA202611-004218"]
+        command.downgrade(config, "0006")
+        columns = {c["name"] for c in inspect(store.engine).get_columns("orders")}
+        assert "customer_name_folded" not in columns
+    finally:
+        store.close()
+
+
+def test_names_stored_before_the_search_column_existed_are_found_without_accents(
+    tmp_path: Path,
+) -> None:
+    upgrade_folded_names(f"sqlite:///{tmp_path / 'folded.db'}")

@@ -174,8 +174,8 @@ def test_search_by_name_ref_site_or_powercode_id_keeps_the_text_out_of_urls(
     def search(text: str) -> str:
         answer = post_form(viewer, "/orders/search", {"q": text})
         assert answer.status_code == 303
-        assert answer.headers["Location"] == "/orders"  # the text stays in the session
-        page = viewer.get("/orders").get_data(as_text=True)
+        assert answer.headers["Location"] == "/orders?search=1"  # the text stays in the session
+        page = viewer.get("/orders?search=1").get_data(as_text=True)
         hrefs = " ".join(re.findall(r'(?:href|action)="([^"]*)"', page))
         assert text.casefold() not in hrefs.casefold()
         return page
@@ -185,6 +185,13 @@ def test_search_by_name_ref_site_or_powercode_id_keeps_the_text_out_of_urls(
     assert 'waiting for a person <span class="count">1</span>' in found
     assert PLAIN in search("204817") and UNIT not in search("204817")
     assert PLAIN in search(str(plain_customer))
+    for written in (f"#{plain_customer}", f"PC#{plain_customer}", f"pc {plain_customer}"):
+        found = search(written)
+        assert PLAIN in found and UNIT not in found and HELD not in found, written
+    # Accents, case and apostrophes do not matter: "Maria" finds "María José O'Neill-Ramírez".
+    for written in ("maria", "MARIA JOSE", "oneill", "O\u2019Neill-Ramirez", "ramírez"):
+        found = search(written)
+        assert UNIT in found and PLAIN not in found and HELD not in found, written
     only_unit = search("004218")
     assert UNIT in only_unit and PLAIN not in only_unit
     assert "No orders" in search("nobody-by-this-name")
@@ -194,6 +201,38 @@ def test_search_by_name_ref_site_or_powercode_id_keeps_the_text_out_of_urls(
     assert all(ref in everything for ref in (PLAIN, UNIT, HELD))
     done = viewer.get("/orders?state=done").get_data(as_text=True)
     assert PLAIN in done and UNIT in done and HELD not in done
+
+
+def test_an_old_search_never_hides_the_orders_home_and_the_navigation_point_to(
+    console_runtime: Runtime, worker: Worker, client_as: Callable[[Role], FlaskClient]
+) -> None:
+    for ref in (PLAIN, HELD):
+        queue_order(console_runtime, ref)
+    worker.run_until_idle()
+    viewer = client_as(Role.VIEWER)
+    post_form(viewer, "/orders/search", {"q": "Lindqvist"})  # finds PLAIN only
+
+    home = viewer.get("/").get_data(as_text=True)
+    assert "1 order waits for a person" in home
+    links = set(re.findall(r'href="(/orders[^"]*)"', home))
+    assert "/orders?state=waiting" in links and "/orders" in links
+    assert not [link for link in links if "search" in link]
+    waiting = viewer.get("/orders?state=waiting").get_data(as_text=True)
+    assert HELD in waiting and "No orders" not in waiting
+    assert "Search for “Lindqvist” again" in waiting  # offered, not applied
+    everything = viewer.get("/orders").get_data(as_text=True)
+    assert PLAIN in everything and HELD in everything
+
+    # Inside a search, the state tabs keep it; clearing it keeps the state.
+    searched = viewer.get("/orders?search=1&state=done").get_data(as_text=True)
+    assert PLAIN in searched and HELD not in searched
+    assert 'href="/orders?state=waiting&amp;search=1"' in searched
+    none_waiting = viewer.get("/orders?search=1&state=waiting").get_data(as_text=True)
+    assert "No orders waiting for a person match “Lindqvist”" in none_waiting
+    cleared = post_form(viewer, "/orders/search/clear?state=waiting")
+    assert cleared.headers["Location"] == "/orders?state=waiting"
+    after = viewer.get(cleared.headers["Location"]).get_data(as_text=True)
+    assert HELD in after and "Search for" not in after
 
 
 def test_orders_are_paged(

@@ -9,13 +9,15 @@ newer owner's work.
 from __future__ import annotations
 
 import hashlib
+import re
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, bindparam, func, insert, or_, select, text, update
+from sqlalchemy import ColumnElement, and_, bindparam, func, insert, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from utopia_handler.addresses import normalise_name
 from utopia_handler.store.models import (
     ACTIVE_STATES,
     AttemptOutcome,
@@ -364,6 +366,34 @@ def enqueue_notification(
 def find_order(session: Session, order_ref: str) -> Order | None:
     """One order by its UTOPIA reference."""
     return session.scalar(select(Order).where(Order.order_ref == order_ref))
+
+
+_MAX_ID = 2**31 - 1
+# "10004", "#10004", "PC#10004", "pc 10004": a PowerCode customer number (or a numeric site id).
+_NUMBER_RE = re.compile(r"(?:pc)?\s*#?\s*([0-9]{1,10})", re.IGNORECASE)
+
+
+def order_search(text: str) -> ColumnElement[bool]:
+    """Orders matching a person's search: part of the order ref, words of the customer's name
+    (ignoring case and accents: "Maria" finds "María"), a site id, or a PowerCode customer number
+    written 10004, #10004 or PC#10004."""
+    words = " ".join(text.split())
+    conditions: list[ColumnElement[bool]] = [
+        Order.order_ref.icontains(words, autoescape=True),
+        Order.site_id == words,
+    ]
+    folded = normalise_name(words).split()
+    if folded:  # every word, in any order: "maria ramirez" finds "María José O'Neill-Ramírez"
+        conditions.append(
+            and_(*(Order.customer_name_folded.contains(w, autoescape=True) for w in folded))
+        )
+    number = _NUMBER_RE.fullmatch(words)
+    if number is not None:
+        digits = number.group(1)
+        conditions.append(Order.site_id == digits)
+        if int(digits) <= _MAX_ID:
+            conditions.append(Order.customer_id == int(digits))
+    return or_(*conditions)
 
 
 def order_history(

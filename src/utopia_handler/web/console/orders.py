@@ -13,7 +13,7 @@ from datetime import datetime
 
 from flask import abort, flash, redirect, render_template, request, session, url_for
 from flask.typing import ResponseReturnValue
-from sqlalchemy import func, or_, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -46,19 +46,10 @@ from utopia_handler.web.console.common import (
 
 SEARCH_KEY = "order_search"
 MAX_SEARCH = 100
-_MAX_ID = 2**31 - 1
-
-
-def _search_conditions(text: str) -> ColumnElement[bool]:
-    conditions: list[ColumnElement[bool]] = [
-        Order.order_ref.icontains(text, autoescape=True),
-        Order.customer_name.icontains(text, autoescape=True),
-        Order.site_id == text,
-    ]
-    digits = text.lstrip("#")
-    if digits.isdigit() and int(digits) <= _MAX_ID:
-        conditions.append(Order.customer_id == int(digits))
-    return or_(*conditions)
+# The list applies the search kept in the session only when its address says so (?search=1):
+# the search form, the state tabs and the pages of a search carry it; links from Home and the
+# navigation do not, so an old search never hides the orders they point to.
+SEARCH_ARG = "search"
 
 
 def _state_filter() -> OrderState | None:
@@ -69,17 +60,29 @@ def _state_filter() -> OrderState | None:
         return None
 
 
+def state_counts(db: Session, matching: ColumnElement[bool] | None = None) -> dict[OrderState, int]:
+    """How many orders are in each state (of those matching a search, if given)."""
+    query = select(Order.state, func.count()).group_by(Order.state)
+    if matching is not None:
+        query = query.where(matching)
+    return {OrderState(s): n for s, n in db.execute(query)}
+
+
+def _applied_search() -> str:
+    """The session's search text, when this address asks for it; otherwise none."""
+    if request.args.get(SEARCH_ARG) != "1":
+        return ""
+    return str(session.get(SEARCH_KEY) or "")
+
+
 @bp.get("/orders")
 def order_list() -> ResponseReturnValue:
     state = _state_filter()
-    search = session.get(SEARCH_KEY) or ""
+    search = _applied_search()
     page = page_number()
-    matching = _search_conditions(search) if search else None
+    matching = queries.order_search(search) if search else None
     with runtime().store.read() as db:
-        count_query = select(Order.state, func.count()).group_by(Order.state)
-        if matching is not None:
-            count_query = count_query.where(matching)
-        counts = {OrderState(s): n for s, n in db.execute(count_query)}
+        counts = state_counts(db, matching)
         query = select(Order)
         if matching is not None:
             query = query.where(matching)
@@ -98,6 +101,8 @@ def order_list() -> ResponseReturnValue:
         all_count=sum(counts.values()),
         state=state,
         search=search,
+        kept_search=str(session.get(SEARCH_KEY) or "") if not search else "",
+        search_arg="1" if search else None,
         total=total,
         page=page,
         pages=max(1, -(-total // PAGE_SIZE)),
@@ -112,13 +117,21 @@ def order_search() -> ResponseReturnValue:
     else:
         session.pop(SEARCH_KEY, None)
     state = _state_filter()
-    return redirect(url_for("console.order_list", state=state.value if state else None), 303)
+    return redirect(
+        url_for(
+            "console.order_list",
+            state=state.value if state else None,
+            search="1" if text else None,
+        ),
+        303,
+    )
 
 
 @bp.post("/orders/search/clear")
 def order_search_clear() -> ResponseReturnValue:
     session.pop(SEARCH_KEY, None)
-    return redirect(url_for("console.order_list"), 303)
+    state = _state_filter()  # clearing the search keeps the state the list was filtered by
+    return redirect(url_for("console.order_list", state=state.value if state else None), 303)
 
 
 @dataclass(frozen=True)
