@@ -14,13 +14,20 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from utopia_handler import audit, lifecycle
+from utopia_handler import audit, config_store, lifecycle
 from utopia_handler.addresses import state_code
 from utopia_handler.clients.utopia import Contract
 from utopia_handler.lifecycle import ActionRefused
-from utopia_handler.provisioning import PlannedService
+from utopia_handler.provisioning import (
+    Hold,
+    PlannedService,
+    check_contract_fields,
+    plan_services,
+    unmapped_plans,
+)
 from utopia_handler.settings import ProvisioningSettings, plan_key
 from utopia_handler.store import queries
+from utopia_handler.store.console_models import ConfigVersion
 from utopia_handler.store.models import Notification, Order, OrderState, SiteDecision, Step
 
 __all__ = ["ActionRefused"]  # re-exported: the console and the CLI catch it from here
@@ -61,6 +68,91 @@ def retry_order(
         )
     lifecycle.start_new_run(order, step, now)
     return order
+
+
+# Orders waiting for a plan mapping ---------------------------------------------------------------
+
+
+def waits_for_plan_mapping(order: Order, settings: ProvisioningSettings) -> tuple[str, ...] | None:
+    """For an order held at choose_plans for its plans: the plan texts still unmapped under
+    `settings` (empty: the mapping covers it now, a retry goes on). None: it waits for
+    something else, or does not wait."""
+    if order.state != OrderState.WAITING or order.step != Step.CHOOSE_PLANS:
+        return None
+    if order.contract is None:
+        return None
+    contract = Contract.from_json(order.contract)
+    try:
+        check_contract_fields(contract)
+    except Hold:
+        return None  # a field needs correcting first; a mapping would not help
+    try:
+        plan_services(contract, settings)
+    except Hold:
+        unmapped = unmapped_plans(contract, settings)
+        mapped = {plan_key(p.utopia_text) for p in settings.plans}
+        # Only one-off items ("Installation"): any of them may be the plan a person maps.
+        return tuple(unmapped) or tuple(
+            i.description
+            for i in contract.items
+            if i.description and plan_key(i.description) not in mapped
+        )
+    return ()
+
+
+def orders_waiting_for_plans(
+    session: Session, settings: ProvisioningSettings, limit: int = 200
+) -> list[tuple[Order, tuple[str, ...]]]:
+    """Orders held for their plans, oldest first, each with the plan texts still unmapped."""
+    held = session.scalars(
+        select(Order)
+        .where(Order.state == OrderState.WAITING, Order.step == Step.CHOOSE_PLANS)
+        .order_by(Order.id)
+        .limit(limit)
+    )
+    found = []
+    for order in held:
+        unmapped = waits_for_plan_mapping(order, settings)
+        if unmapped is not None:
+            found.append((order, unmapped))
+    return found
+
+
+def map_plans_and_retry(
+    session: Session,
+    order_ref: str,
+    service_ids: Mapping[str, str],
+    settings: ProvisioningSettings,
+    now: datetime,
+    *,
+    actor: str,
+) -> tuple[ConfigVersion, Order]:
+    """Add plan texts to the mapping in force (a new version) and retry the order that waits for
+    them, in one transaction: ConfigInvalid (nothing saved) if an id is not usable."""
+    order = _find(session, order_ref)
+    problems: list[str] = []
+    for text, service_id in service_ids.items():
+        config_store.parse_service_id(service_id, f"“{text}”", problems)
+    if problems:
+        raise config_store.ConfigInvalid(problems)
+    rows = [(p.utopia_text, str(p.service_id)) for p in settings.plans]
+    rows += [(text, service_id) for text, service_id in service_ids.items()]
+    version = config_store.save_plans(session, config_store.parse_plan_rows(rows), actor, now)
+    retry_order(session, order.order_ref, now, actor=actor)
+    return version, order
+
+
+def retry_orders_now_mapped(
+    session: Session, settings: ProvisioningSettings, now: datetime, *, actor: str
+) -> list[str]:
+    """Retry every order held for its plans that the mapping in force now covers; their refs.
+    Orders a worker holds right now are left out (they are not waiting)."""
+    retried = []
+    for order, unmapped in orders_waiting_for_plans(session, settings):
+        if not unmapped and not lifecycle.is_leased(order, now):
+            retry_order(session, order.order_ref, now, actor=actor)
+            retried.append(order.order_ref)
+    return retried
 
 
 # Closing an order by hand -------------------------------------------------------------------------

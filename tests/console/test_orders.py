@@ -10,10 +10,11 @@ from sqlalchemy import select
 
 from tests.conftest import load_order, queue_order
 from tests.console.conftest import post_form
+from utopia_handler import config_store
 from utopia_handler.emulators import Emulators
 from utopia_handler.runtime import Runtime
 from utopia_handler.store import queries
-from utopia_handler.store.console_models import AuditEntry, Role
+from utopia_handler.store.console_models import AuditEntry, ConfigKind, Role
 from utopia_handler.store.models import Notification, Order, OrderState
 from utopia_handler.timeutil import utcnow
 from utopia_handler.worker import Worker
@@ -150,7 +151,8 @@ def test_re_running_steps_of_a_finished_order_never_makes_a_second_customer_or_t
     refused = post_form(operator, f"/orders/{order_id}/retry", {"from_step": "create_customer"})
     assert refused.status_code == 303
     page = operator.get(f"/orders/{order_id}").get_data(as_text=True)
-    assert "Not done: customer #" in page and "retry from find_customer" in page
+    assert "Not done: customer #" in page
+    assert "retry from “Check for an existing PowerCode customer”" in page  # steps in words
 
     post_form(operator, f"/orders/{order_id}/retry", {"from_step": "find_customer"})
     worker.run_until_idle()
@@ -342,3 +344,99 @@ def test_the_audit_log_shows_who_did_what_to_which_order(
         assert (
             session.scalar(select(Order.state).where(Order.order_ref == HELD)) == OrderState.IGNORED
         )
+
+
+def test_an_admin_maps_the_missing_plan_on_the_order_page_and_the_order_goes_on(
+    console_runtime: Runtime,
+    worker: Worker,
+    emulators: Emulators,
+    client_as: Callable[[Role], FlaskClient],
+) -> None:
+    queue_order(console_runtime, HELD)
+    worker.run_until_idle()
+    order_id = _order_id(console_runtime, HELD)
+    admin = client_as(Role.ADMIN)
+    page = admin.get(f"/orders/{order_id}").get_data(as_text=True)
+    assert "Map “2 Gbps” to PowerCode service id" in page
+    assert "Choose the PowerCode services: plan" in page  # the step in words, not choose_plans
+
+    refused = post_form(
+        admin, f"/orders/{order_id}/map-plans", {"plan_text": "2 Gbps", "service_id": "2G"}
+    )
+    assert refused.headers["Location"] == f"/orders/{order_id}"
+    shown = admin.get(f"/orders/{order_id}").get_data(as_text=True)
+    assert "Not saved: “2 Gbps”: the service id must be a whole number" in shown
+    with console_runtime.store.read() as session:
+        assert config_store.latest(session, ConfigKind.PLANS) is None
+    assert load_order(console_runtime, HELD).state == OrderState.WAITING
+
+    post_form(admin, f"/orders/{order_id}/map-plans", {"plan_text": "2 Gbps", "service_id": "165"})
+    shown = admin.get(f"/orders/{order_id}").get_data(as_text=True)
+    assert (
+        f"Mapped “2 Gbps” to service 165 (plan mapping version 1); order {HELD} is queued" in shown
+    )
+    worker.run_until_idle()
+    assert load_order(console_runtime, HELD).state == OrderState.DONE
+    [customer] = _customers_with_site(emulators, "99120")
+    assert emulators.powercode.customer_services[int(str(customer["customerID"]))] == {
+        165: 1,
+        172: 1,
+    }
+    with console_runtime.store.read() as session:
+        version = config_store.latest(session, ConfigKind.PLANS)
+        assert version is not None
+        assert {"utopia_text": "2 Gbps", "service_id": 165} in version.value
+        assert {"utopia_text": "250 Mbps", "service_id": 163} in version.value  # kept
+    assert _audit(console_runtime, HELD) == ["retry"]
+
+
+def test_operators_and_viewers_are_told_what_their_role_can_do_about_an_unmapped_plan(
+    console_runtime: Runtime, worker: Worker, client_as: Callable[[Role], FlaskClient]
+) -> None:
+    queue_order(console_runtime, HELD)
+    worker.run_until_idle()
+    order_id = _order_id(console_runtime, HELD)
+    operator = client_as(Role.OPERATOR)
+    for path in (f"/orders/{order_id}", "/"):
+        page = operator.get(path).get_data(as_text=True)
+        assert "add one to the plan mapping" not in page, path
+        assert "only an admin can change the plan mapping" in page, path
+    page = operator.get(f"/orders/{order_id}").get_data(as_text=True)
+    assert (
+        f'href="/orders/{order_id}/provision">Correct the order</a>: provision it by hand' in page
+    )
+    assert "map-plans" not in page
+    refused = post_form(
+        operator, f"/orders/{order_id}/map-plans", {"plan_text": "2 Gbps", "service_id": "165"}
+    )
+    assert refused.status_code == 403
+
+    viewer = client_as(Role.VIEWER).get(f"/orders/{order_id}").get_data(as_text=True)
+    assert "An admin can map it, or an operator can provision the order by hand" in viewer
+    assert "add one to the plan mapping" not in viewer and "<button" not in viewer.split("<main")[1]
+
+
+def test_the_plans_page_lists_orders_waiting_for_a_plan_and_retries_them_with_one_button(
+    console_runtime: Runtime, worker: Worker, client_as: Callable[[Role], FlaskClient]
+) -> None:
+    queue_order(console_runtime, HELD)
+    queue_order(console_runtime, PLAIN)
+    worker.run_until_idle()
+    admin = client_as(Role.ADMIN)
+    page = admin.get("/settings/plans").get_data(as_text=True)
+    assert "Orders waiting for a plan mapping" in page and HELD in page and PLAIN not in page
+    assert "“2 Gbps”" in page and "Retry the" not in page
+
+    saved = post_form(
+        admin,
+        "/settings/plans",
+        {"plan_text": ["250 Mbps", "1 Gbps", "2 Gbps"], "service_id": ["163", "164", "165"]},
+    )
+    page = admin.get(saved.headers["Location"]).get_data(as_text=True)
+    assert "1 waiting order can go on now" in page and "ready to retry" in page
+    retried = post_form(admin, "/settings/plans/retry-waiting")
+    page = admin.get(retried.headers["Location"]).get_data(as_text=True)
+    assert f"Queued again: {HELD}." in page and "Orders waiting for a plan mapping" not in page
+    worker.run_until_idle()
+    assert load_order(console_runtime, HELD).state == OrderState.DONE
+    assert _audit(console_runtime, HELD) == ["retry"]

@@ -17,9 +17,10 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
-from utopia_handler import actions, audit, lifecycle
+from utopia_handler import actions, audit, config_store, lifecycle
 from utopia_handler.actions import ActionRefused
 from utopia_handler.clients.utopia import Contract
+from utopia_handler.config_store import ConfigInvalid
 from utopia_handler.store import queries
 from utopia_handler.store.console_models import Role
 from utopia_handler.store.models import (
@@ -39,6 +40,7 @@ from utopia_handler.web.console.common import (
     STEP_WORDS,
     bp,
     current_user,
+    in_words,
     page_number,
     require,
     runtime,
@@ -219,6 +221,8 @@ def order_page(order_id: int) -> ResponseReturnValue:
             abort(404)
         timeline, emails = _timeline(db, order)
         _, maybe_applied = queries.earlier_attempts(db, order, order.step)
+        provisioning = config_store.current_provisioning(db, runtime().settings.provisioning)
+    plan_wait = actions.waits_for_plan_mapping(order, provisioning)
     contract = Contract.from_json(order.contract) if order.contract else None
     powercode = runtime().settings.powercode
     leased = bool(order.lease_owner and order.lease_expires_at and order.lease_expires_at > now)
@@ -247,6 +251,8 @@ def order_page(order_id: int) -> ResponseReturnValue:
             else None
         ),
         steps=[s for s in Step if s != Step.FINISHED],
+        plan_wait=plan_wait,
+        can_map=current_user().role.allows(Role.ADMIN),
     )
 
 
@@ -260,7 +266,7 @@ def _act(order_id: int, act: Callable[[Session, str, str], str]) -> ResponseRetu
                 abort(404)
             message = act(db, order.order_ref, actor)
     except ActionRefused as refusal:
-        flash(f"Not done: {refusal}", "error")
+        flash(f"Not done: {in_words(str(refusal))}", "error")
     else:
         flash(message, "info")
         runtime().wakeup.set()  # a worker in this process starts at once
@@ -283,6 +289,46 @@ def order_retry(order_id: int) -> ResponseReturnValue:
         return f"Order {ref} is queued again at “{STEP_WORDS[order.step]}”."
 
     return _act(order_id, act)
+
+
+@bp.post("/orders/<int:order_id>/map-plans")
+@require(Role.ADMIN)
+def order_map_plans(order_id: int) -> ResponseReturnValue:
+    """Map the plan texts an order waits for and retry it: one form on the order's page."""
+    texts = request.form.getlist("plan_text")
+    ids = request.form.getlist("service_id")
+    if not texts or len(texts) != len(ids) or len(texts) > 20:
+        abort(400)
+    chosen = dict(zip(texts, ids, strict=True))
+    actor = current_user().name
+    try:
+        with runtime().store.write() as db:
+            order = db.get(Order, order_id)
+            if order is None:
+                abort(404)
+            base = runtime().settings.provisioning
+            version, order = actions.map_plans_and_retry(
+                db,
+                order.order_ref,
+                chosen,
+                config_store.current_provisioning(db, base),
+                utcnow(),
+                actor=actor,
+            )
+            number = config_store.version_number(db, version)
+            ref = order.order_ref
+    except ConfigInvalid as invalid:
+        flash("Not saved: " + "; ".join(invalid.problems), "error")
+    except ActionRefused as refusal:
+        flash(f"Not done: {in_words(str(refusal))}", "error")
+    else:
+        mapped = ", ".join(f"“{t}” to service {i.strip()}" for t, i in chosen.items())
+        flash(
+            f"Mapped {mapped} (plan mapping version {number}); order {ref} is queued again.",
+            "info",
+        )
+        runtime().wakeup.set()
+    return redirect(url_for("console.order_page", order_id=order_id), 303)
 
 
 @bp.post("/orders/<int:order_id>/resolve")
