@@ -28,7 +28,15 @@ from utopia_handler.provisioning import (
 from utopia_handler.settings import ProvisioningSettings, plan_key
 from utopia_handler.store import queries
 from utopia_handler.store.console_models import ConfigVersion
-from utopia_handler.store.models import Notification, Order, OrderState, SiteDecision, Step
+from utopia_handler.store.models import (
+    STEP_SEQUENCE,
+    Notification,
+    NotificationKind,
+    Order,
+    OrderState,
+    SiteDecision,
+    Step,
+)
 
 __all__ = ["ActionRefused"]  # re-exported: the console and the CLI catch it from here
 
@@ -42,6 +50,24 @@ def retry_order(
     actor: str | None = None,
 ) -> Order:
     """Queue the order again, at its current step or at `from_step`, as a new run."""
+    order, step = check_retry(session, order_ref, now, from_step)
+    if actor is not None:
+        audit.record(
+            session,
+            actor,
+            "retry" if from_step is None else "retry_from_step",
+            now,
+            order_ref=order_ref,
+            detail=f"queued at {step.value} (was {order.state.value} at {order.step.value})",
+        )
+    lifecycle.start_new_run(order, step, now)
+    return order
+
+
+def check_retry(
+    session: Session, order_ref: str, now: datetime, from_step: Step | None = None
+) -> tuple[Order, Step]:
+    """The order and the step a retry would queue it at; ActionRefused when it may not run."""
     order = queries.find_order(session, order_ref)
     if order is None:
         raise ActionRefused(f"no order {order_ref}")
@@ -57,17 +83,20 @@ def retry_order(
             f"customer #{order.customer_id} was already created by order {order_ref}; "
             "retry from find_customer (it recognises that customer) or a later step"
         )
-    if actor is not None:
-        audit.record(
-            session,
-            actor,
-            "retry" if from_step is None else "retry_from_step",
-            now,
-            order_ref=order_ref,
-            detail=f"queued at {step.value} (was {order.state.value} at {order.step.value})",
-        )
-    lifecycle.start_new_run(order, step, now)
-    return order
+    return order, step
+
+
+def retry_resends_success_email(session: Session, order: Order, step: Step) -> bool:
+    """Whether running the order again from `step` sends staff the "customer created" e-mail a
+    second time: it was sent (or queued) already and the run would pass the notify step."""
+    if STEP_SEQUENCE.index(step) > STEP_SEQUENCE.index(Step.NOTIFY):
+        return False
+    sent = session.scalar(
+        select(Notification.id)
+        .where(Notification.order_id == order.id, Notification.kind == NotificationKind.SUCCESS)
+        .limit(1)
+    )
+    return sent is not None
 
 
 # Orders waiting for a plan mapping ---------------------------------------------------------------

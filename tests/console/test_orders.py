@@ -154,9 +154,19 @@ def test_re_running_steps_of_a_finished_order_never_makes_a_second_customer_or_t
     assert "Not done: customer #" in page
     assert "retry from “Check for an existing PowerCode customer”" in page  # steps in words
 
-    post_form(operator, f"/orders/{order_id}/retry", {"from_step": "find_customer"})
+    # Staff got the "customer created" e-mail: a run through notify sends it again, so the
+    # person is asked first, and nothing runs until they confirm.
+    asked = post_form(operator, f"/orders/{order_id}/retry", {"from_step": "find_customer"})
+    page = asked.get_data(as_text=True)
+    assert asked.status_code == 200 and "Send the “customer created” e-mail again?" in page
+    assert 'name="confirm" value="yes"' in page
+    assert load_order(console_runtime, PLAIN).run == 1 and _audit(console_runtime, PLAIN) == []
+    post_form(
+        operator, f"/orders/{order_id}/retry", {"from_step": "find_customer", "confirm": "yes"}
+    )
     worker.run_until_idle()
     order = load_order(console_runtime, PLAIN)
+    assert order.run == 2
     assert order.state == OrderState.DONE
     assert len(_customers_with_site(emulators, "204817")) == 1
     assert len(emulators.powercode.tickets) == 1

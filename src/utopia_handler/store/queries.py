@@ -295,6 +295,22 @@ def earlier_attempts(session: Session, order: Order, step: Step) -> tuple[int, b
     return len(rows), any(row.outcome in _MAYBE_APPLIED for row in rows)
 
 
+def previous_attempt(
+    session: Session, order: Order, step: Step, before_id: int
+) -> StepAttempt | None:
+    """The order's latest attempt of `step` before attempt `before_id` (any run), or None."""
+    return session.scalar(
+        select(StepAttempt)
+        .where(
+            StepAttempt.order_id == order.id,
+            StepAttempt.step == step,
+            StepAttempt.id < before_id,
+        )
+        .order_by(StepAttempt.id.desc())
+        .limit(1)
+    )
+
+
 def add_attempt(session: Session, order: Order, owner: str, now: datetime) -> StepAttempt:
     """Write the attempt row of the order's current step and attempt number (see lifecycle)."""
     attempt = StepAttempt(

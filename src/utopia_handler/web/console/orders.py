@@ -283,6 +283,20 @@ def order_retry(order_id: int) -> ResponseReturnValue:
         abort(400)
     if from_step == Step.FINISHED:
         abort(400)
+    if request.form.get("confirm") != "yes":
+        with runtime().store.read() as db:
+            order = db.get(Order, order_id)
+            if order is None:
+                abort(404)
+            try:
+                order, step = actions.check_retry(db, order.order_ref, utcnow(), from_step)
+            except ActionRefused:
+                resends = False  # the retry below says why it is refused
+            else:
+                resends = actions.retry_resends_success_email(db, order, step)
+        if resends:
+            # Staff would get the "customer created" e-mail again: the person says so first.
+            return render_template("console/confirm_retry.html", order=order, step=step)
 
     def act(db: Session, ref: str, actor: str) -> str:
         order = actions.retry_order(db, ref, utcnow(), from_step, actor=actor)
