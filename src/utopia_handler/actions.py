@@ -322,8 +322,9 @@ class ContractCorrections:
 
 
 def check_order_ref(order_ref: str) -> str:
-    """The order ref, trimmed, or ActionRefused when it cannot be a UTOPIA order ref."""
-    ref = order_ref.strip()
+    """The order ref, trimmed and in upper case as UTOPIA writes it (a person may type
+    "uia202611-004230"), or ActionRefused when it cannot be a UTOPIA order ref."""
+    ref = order_ref.strip().upper()
     if not ORDER_REF_RE.fullmatch(ref):
         raise ActionRefused(
             "an order ref is letters, digits, '.', '_' or '-', like UIA202611-004217"
@@ -377,6 +378,20 @@ def check_corrections(fields: Mapping[str, str]) -> tuple[ContractCorrections, d
     if clean["site_id"] and "site_id" not in problems and not _SITE_RE.fullmatch(clean["site_id"]):
         problems["site_id"] = "Site id is letters, digits and '-' (up to 32)"
     return ContractCorrections(**clean), problems
+
+
+def corrected_fields(original: Contract, fields: ContractCorrections) -> list[str]:
+    """The labels of the fields a person really changed, in lower case ("city", "zip code").
+
+    Both sides are compared as checked and normalised ("Utah" is "UT", "(801) 555-0142" is
+    "8015550142", spaces squeezed), so a field shown and sent back unchanged is no correction.
+    """
+    before, _ = check_corrections(contract_fields(original))
+    return [
+        FIELD_LABELS[name].lower()
+        for name in FIELD_LABELS
+        if getattr(before, name) != getattr(fields, name)
+    ]
 
 
 def corrected_contract(base: Contract, fields: ContractCorrections) -> Contract:
