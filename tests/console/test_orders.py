@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from datetime import timedelta
 
+from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select
 
 from tests.conftest import load_order, queue_order
-from tests.console.conftest import post_form
+from tests.console.conftest import log_in, post_form
 from utopia_handler import config_store
 from utopia_handler.emulators import Emulators
 from utopia_handler.runtime import Runtime
@@ -450,3 +452,45 @@ def test_the_plans_page_lists_orders_waiting_for_a_plan_and_retries_them_with_on
     worker.run_until_idle()
     assert load_order(console_runtime, HELD).state == OrderState.DONE
     assert _audit(console_runtime, HELD) == ["retry"]
+
+
+def test_the_audit_log_filters_by_who_what_order_and_day_and_hides_log_ins_unless_asked(
+    app: Flask,
+    console_runtime: Runtime,
+    worker: Worker,
+    client_as: Callable[[Role], FlaskClient],
+) -> None:
+    queue_order(console_runtime, HELD)
+    queue_order(console_runtime, PLAIN)
+    worker.run_until_idle()
+    operator = client_as(Role.OPERATOR)
+    post_form(operator, f"/orders/{_order_id(console_runtime, HELD)}/ignore", {"note": "dup"})
+    post_form(operator, f"/orders/{_order_id(console_runtime, PLAIN)}/resend")
+    log_in(app.test_client(), "operator", "not-the-password")  # a failed log-in is recorded
+    viewer = client_as(Role.VIEWER)
+
+    def rows(query: str = "") -> list[tuple[str, str]]:
+        page = viewer.get(f"/audit{query}").get_data(as_text=True)
+        found = re.findall(r'"Who">([^<]*)</td>\s*<td data-label="What">([^<]*)</td>', page)
+        return [(who, what) for who, what in found]
+
+    default = rows()
+    assert ("operator", "ignore") in default and ("operator", "resend email") in default
+    assert ("operator", "login failed") in default  # failures are shown; routine log-ins are not
+    assert not [r for r in default if r[1] in ("login", "logout")]
+    assert "log-ins and log-outs not shown" in viewer.get("/audit").get_data(as_text=True)
+    everything = rows("?logins=1")
+    assert ("operator", "login") in everything and ("viewer", "login") in everything
+
+    assert rows("?action=ignore") == [("operator", "ignore")]
+    assert rows("?action=login") == [("viewer", "login"), ("operator", "login")]
+    assert set(rows("?user=viewer&logins=1")) == {("viewer", "login")}
+    assert rows(f"?order={PLAIN.lower()}") == [("operator", "resend email")]
+    today = utcnow().date()
+    assert ("operator", "ignore") in rows(f"?from={today}&to={today}")
+    assert rows(f"?to={today - timedelta(days=1)}") == []
+    assert "No entries match these filters." in viewer.get("/audit?user=nobody").get_data(
+        as_text=True
+    )
+    any_name = "/audit?action=login_refused_by_hardening"  # an action this page never heard of
+    assert viewer.get(any_name).status_code == 200
