@@ -196,7 +196,7 @@ def test_search_by_name_ref_site_or_powercode_id_keeps_the_text_out_of_urls(
 
     found = search("whitfield")
     assert HELD in found and PLAIN not in found and UNIT not in found
-    assert 'waiting for a person <span class="count">1</span>' in found
+    assert 'waiting for a person <span class="count" data-count="waiting">1</span>' in found
     assert PLAIN in search("204817") and UNIT not in search("204817")
     assert PLAIN in search(str(plain_customer))
     for written in (f"#{plain_customer}", f"PC#{plain_customer}", f"pc {plain_customer}"):
@@ -494,3 +494,32 @@ def test_the_audit_log_filters_by_who_what_order_and_day_and_hides_log_ins_unles
     )
     any_name = "/audit?action=login_refused_by_hardening"  # an action this page never heard of
     assert viewer.get(any_name).status_code == 200
+
+
+def test_the_order_page_and_the_counts_have_json_to_refresh_themselves_by(
+    console_runtime: Runtime, worker: Worker, client_as: Callable[[Role], FlaskClient]
+) -> None:
+    queue_order(console_runtime, HELD)
+    queue_order(console_runtime, PLAIN)
+    viewer = client_as(Role.VIEWER)
+    order_id = _order_id(console_runtime, PLAIN)
+    page = viewer.get(f"/orders/{order_id}").get_data(as_text=True)
+    assert f'data-status-url="/orders/{order_id}/status"' in page  # queued: the page polls
+    queued = viewer.get(f"/orders/{order_id}/status").get_json()
+    assert queued["state"] == "received" and queued["settled"] is False
+    assert queued["poll_seconds"] == 2
+    counts = viewer.get("/orders/counts").get_json()
+    assert counts["counts"]["received"] == 2 and counts["all"] == 2
+
+    worker.run_until_idle()
+    done = viewer.get(f"/orders/{order_id}/status").get_json()
+    assert done["state"] == "done" and done["settled"] is True
+    assert done["fingerprint"] != queued["fingerprint"]
+    assert "data-status-url" not in viewer.get(f"/orders/{order_id}").get_data(as_text=True)
+    counts = viewer.get("/orders/counts").get_json()
+    assert (counts["counts"]["done"], counts["counts"]["waiting"], counts["all"]) == (1, 1, 2)
+    post_form(viewer, "/orders/search", {"q": "Whitfield"})
+    assert viewer.get("/orders/counts?search=1").get_json()["all"] == 1
+    assert viewer.get("/orders/counts").get_json()["all"] == 2
+    for path in ("/", "/orders"):
+        assert 'data-counts-url="/orders/counts' in viewer.get(path).get_data(as_text=True)

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from flask import abort, flash, redirect, render_template, request, session, url_for
+from flask import abort, flash, jsonify, redirect, render_template, request, session, url_for
 from flask.typing import ResponseReturnValue
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -24,6 +24,7 @@ from utopia_handler.config_store import ConfigInvalid
 from utopia_handler.store import queries
 from utopia_handler.store.console_models import Role
 from utopia_handler.store.models import (
+    ACTIVE_STATES,
     AttemptOutcome,
     Order,
     OrderState,
@@ -108,6 +109,17 @@ def order_list() -> ResponseReturnValue:
         total=total,
         page=page,
         pages=max(1, -(-total // PAGE_SIZE)),
+    )
+
+
+@bp.get("/orders/counts")
+def order_counts() -> ResponseReturnValue:
+    """Orders per state as JSON, for Home's and the list's counts to refresh themselves."""
+    search = _applied_search()
+    with runtime().store.read() as db:
+        counts = state_counts(db, queries.order_search(search) if search else None)
+    return jsonify(
+        {"counts": {s.value: counts.get(s, 0) for s in OrderState}, "all": sum(counts.values())}
     )
 
 
@@ -212,6 +224,29 @@ def _timeline(db: Session, order: Order) -> tuple[list[TimelineEntry], list[obje
     return entries, list(emails)
 
 
+def _live(order: Order, now: datetime) -> dict[str, object]:
+    """What the order page's script compares to know the order moved on, and how often to ask."""
+    leased = lifecycle.is_leased(order, now)
+    due_soon = order.next_attempt_at <= now + timedelta(minutes=1)
+    return {
+        "fingerprint": f"{order.state.value}/{order.step.value}/{order.run}/"
+        f"{order.updated_at.isoformat()}/{int(leased)}",
+        "settled": order.state not in ACTIVE_STATES and not leased,
+        "poll_seconds": 2 if leased or due_soon else 15,
+    }
+
+
+@bp.get("/orders/<int:order_id>/status")
+def order_status(order_id: int) -> ResponseReturnValue:
+    """The order's state as JSON, for its page to refresh itself until the order settles."""
+    with runtime().store.read() as db:
+        order = db.get(Order, order_id)
+        if order is None:
+            abort(404)
+        live = _live(order, utcnow())
+    return jsonify({"state": order.state.value, "step": order.step.value, **live})
+
+
 @bp.get("/orders/<int:order_id>")
 def order_page(order_id: int) -> ResponseReturnValue:
     now = utcnow()
@@ -253,6 +288,7 @@ def order_page(order_id: int) -> ResponseReturnValue:
         steps=[s for s in Step if s != Step.FINISHED],
         plan_wait=plan_wait,
         can_map=current_user().role.allows(Role.ADMIN),
+        live=_live(order, now),
     )
 
 
