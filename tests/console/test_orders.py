@@ -11,19 +11,20 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 
 from tests.conftest import load_order, queue_order
-from tests.console.conftest import log_in, post_form
-from utopia_handler import config_store
+from tests.console.conftest import PASSWORDS, log_in, post_form
+from utopia_handler import accounts, config_store
 from utopia_handler.emulators import Emulators
 from utopia_handler.runtime import Runtime
 from utopia_handler.store import queries
 from utopia_handler.store.console_models import AuditEntry, ConfigKind, Role
-from utopia_handler.store.models import Notification, Order, OrderState
+from utopia_handler.store.models import Notification, Order, OrderState, Step
 from utopia_handler.timeutil import utcnow
 from utopia_handler.worker import Worker
 
 PLAIN = "UIA202611-004217"  # Avery Lindqvist, site 204817, 250 Mbps
 UNIT = "UIA202611-004218"  # María José O'Neill-Ramírez, 1 Gbps
 HELD = "UIA202611-004219"  # Dale Whitfield, "2 Gbps" is not mapped: waits for a person
+DUPLICATE = "UIA202611-004220"  # Tobias Wrenfield has a PowerCode account already
 
 
 def _order_id(runtime: Runtime, ref: str) -> int:
@@ -410,7 +411,8 @@ def test_operators_and_viewers_are_told_what_their_role_can_do_about_an_unmapped
     order_id = _order_id(console_runtime, HELD)
     operator = client_as(Role.OPERATOR)
     for path in (f"/orders/{order_id}", "/"):
-        page = operator.get(path).get_data(as_text=True)
+        # (The staff e-mail, shown as it was sent, keeps its words: it went to everyone.)
+        page = operator.get(path).get_data(as_text=True).split('id="emails-h"')[0]
         assert "add one to the plan mapping" not in page, path
         assert "only an admin can change the plan mapping" in page, path
     page = operator.get(f"/orders/{order_id}").get_data(as_text=True)
@@ -424,6 +426,7 @@ def test_operators_and_viewers_are_told_what_their_role_can_do_about_an_unmapped
     assert refused.status_code == 403
 
     viewer = client_as(Role.VIEWER).get(f"/orders/{order_id}").get_data(as_text=True)
+    viewer = viewer.split('id="emails-h"')[0]
     assert "An admin can map it, or an operator can provision the order by hand" in viewer
     assert "add one to the plan mapping" not in viewer and "<button" not in viewer.split("<main")[1]
 
@@ -523,3 +526,50 @@ def test_the_order_page_and_the_counts_have_json_to_refresh_themselves_by(
     assert viewer.get("/orders/counts").get_json()["all"] == 2
     for path in ("/", "/orders"):
         assert 'data-counts-url="/orders/counts' in viewer.get(path).get_data(as_text=True)
+
+
+def test_an_unknown_address_is_the_consoles_page_for_people_and_json_for_machines(
+    client_as: Callable[[Role], FlaskClient],
+) -> None:
+    viewer = client_as(Role.VIEWER)
+    browser = {"Accept": "text/html,application/xhtml+xml,*/*;q=0.8"}
+    page = viewer.get("/ordres", headers=browser)
+    assert page.status_code == 404 and page.content_type.startswith("text/html")
+    text = page.get_data(as_text=True)
+    assert "There is nothing here" in text and "Log out" in text  # the console, still logged in
+    assert page.headers["X-Frame-Options"] == "DENY"
+    for path in ("/api-callback/x", "/metrics/x", "/healthz/x"):
+        machine = viewer.get(path, headers=browser)
+        assert machine.status_code == 404 and machine.is_json, path
+    assert viewer.get("/ordres").is_json  # no text/html asked for: a script
+
+
+def test_the_order_page_says_things_in_a_support_persons_words(
+    make_runtime: Callable[..., Runtime],
+) -> None:
+    runtime = make_runtime(SESSION_COOKIE_SECURE="false", PC_CUST_TAGS="1,3")
+    from utopia_handler.app import create_app
+    from utopia_handler.timeutil import utcnow as now
+
+    with runtime.store.write() as session:
+        for role in Role:
+            accounts.add_user(session, role.value, PASSWORDS[role], role, now(), actor="test")
+    client = create_app(runtime).test_client()
+    log_in(client, "operator", PASSWORDS[Role.OPERATOR])
+    for ref in (PLAIN, DUPLICATE):
+        queue_order(runtime, ref)
+    Worker(runtime, name="words-worker").run_until_idle()
+
+    plain = client.get(f"/orders/{_order_id(runtime, PLAIN)}").get_data(as_text=True)
+    assert "Orem, UT 84058" in plain and "Utah" not in plain  # the two-letter code
+    assert '2026-11-03 14:22:51 <span class="hint">(as UTOPIA sent it: no time zone given)' in plain
+    assert "<dd>tag 1, tag 3</dd>" in plain and "tags added: tag 1, tag 3" in plain
+    assert "Customer Created Successfully - Avery Lindqvist" in plain  # the e-mail's subject
+    assert "<details><summary>Customer Created Successfully" in plain  # its text folded
+    assert "to the 2 recipients of EMAIL_RECIPIENTS" in plain
+    steps = re.findall(r'type="radio" id="from-([a-z_]+)"', plain)
+    assert steps == [s.value for s in Step if s != Step.FINISHED]  # every step, none cut off
+    assert re.search(r'data-label="[^"]+">\s+</td>', plain) is None  # no label without a value
+
+    duplicate = client.get(f"/orders/{_order_id(runtime, DUPLICATE)}").get_data(as_text=True)
+    assert "not opened: duplicate" in duplicate and "Ticket</dt><dd>none yet" not in duplicate

@@ -10,6 +10,7 @@ from typing import Any, ParamSpec, TypeVar
 
 from flask import Blueprint, abort, current_app, g, request
 
+from utopia_handler.addresses import state_code
 from utopia_handler.provisioning import ADD_A_PLAN_MAPPING, MAP_THE_PLAN
 from utopia_handler.runtime import Runtime
 from utopia_handler.store.console_models import Role, User
@@ -112,6 +113,18 @@ EMAIL_STATE_WORDS = {
 # Step names as stored ("choose_plans: ...", "queued at find_customer") and as people read them.
 _STEP_PREFIX_RE = re.compile(r"^(" + "|".join(s.value for s in Step) + r"): ")
 _STEP_NAME_RE = re.compile(r"\b(" + "|".join(s.value for s in Step if s != Step.FINISHED) + r")\b")
+_TAG_LIST_RE = re.compile(r"tags added: \[([0-9, ]*)\]")
+
+
+def _ints(text: str) -> list[int]:
+    return [int(part) for part in text.split(",") if part.strip()]
+
+
+def tag_words(tags: list[int] | None) -> str:
+    """PowerCode tags as the console shows them: "tag 3, tag 5" (their names are not known)."""
+    return ", ".join(f"tag {tag}" for tag in tags or ())
+
+
 # What a held order's reason tells an admin to do, as readers who cannot edit plans may act.
 _PLAN_ADVICE = {
     Role.OPERATOR: "only an admin can change the plan mapping: ask one, or correct the order "
@@ -130,6 +143,8 @@ def in_words(text: str | None, role: Role | None = None) -> str:
         text = f"{STEP_WORDS[Step(prefix.group(1))]}: {text[prefix.end() :]}"
     text = _STEP_NAME_RE.sub(lambda m: f"“{STEP_WORDS[Step(m.group(1))]}”", text)
     text = text.replace("at finished", "after the last step")
+    # PowerCode's tag names are not known here: tags are "tag 3" wherever the console shows them.
+    text = _TAG_LIST_RE.sub(lambda m: f"tags added: {tag_words(_ints(m.group(1)))}", text)
     if role is not None and not role.allows(Role.ADMIN):
         advice = _PLAN_ADVICE[Role.OPERATOR if role.allows(Role.OPERATOR) else Role.VIEWER]
         text = text.replace(MAP_THE_PLAN, advice).replace(ADD_A_PLAN_MAPPING, advice)
@@ -225,3 +240,5 @@ def _in_words_for_reader(text: str | None) -> str:
 
 bp.add_app_template_filter(utc, "utc")
 bp.add_app_template_filter(_in_words_for_reader, "in_words")
+bp.add_app_template_filter(tag_words, "tag_words")
+bp.add_app_template_filter(lambda state: state_code(state or "") or state, "state_code")

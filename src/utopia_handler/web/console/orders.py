@@ -15,17 +15,20 @@ from flask import abort, flash, jsonify, redirect, render_template, request, ses
 from flask.typing import ResponseReturnValue
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
+from jinja2 import TemplateError
 from sqlalchemy.sql.elements import ColumnElement
 
 from utopia_handler import actions, audit, config_store, lifecycle
 from utopia_handler.actions import ActionRefused
 from utopia_handler.clients.utopia import Contract
+from utopia_handler.notify.outbox import order_facts
 from utopia_handler.config_store import ConfigInvalid
 from utopia_handler.store import queries
 from utopia_handler.store.console_models import Role
 from utopia_handler.store.models import (
     ACTIVE_STATES,
     AttemptOutcome,
+    Notification,
     Order,
     OrderState,
     SiteDecision,
@@ -38,6 +41,7 @@ from utopia_handler.web.console.common import (
     EMAIL_WORDS,
     OUTCOME_WORDS,
     PAGE_SIZE,
+    STATE_WORDS,
     STEP_WORDS,
     bp,
     current_user,
@@ -170,7 +174,7 @@ _OUTCOME_TONE = {
 }
 
 
-def _timeline(db: Session, order: Order) -> tuple[list[TimelineEntry], list[object]]:
+def _timeline(db: Session, order: Order) -> tuple[list[TimelineEntry], list[Notification]]:
     callbacks, attempts, emails = queries.order_history(db, order)
     entries: list[TimelineEntry] = []
     for callback in callbacks:
@@ -222,6 +226,23 @@ def _timeline(db: Session, order: Order) -> tuple[list[TimelineEntry], list[obje
         )
     entries.sort(key=lambda e: e.at)
     return entries, list(emails)
+
+
+@dataclass(frozen=True)
+class EmailView:
+    subject: str
+    text: str
+
+
+def _email_view(order: Order, email: Notification) -> EmailView:
+    """A staff e-mail as the outbox renders it from what the order holds now."""
+    try:
+        rendered = runtime().emails.render(
+            email.kind, order_facts(order), dict(email.context), attachment_note=""
+        )
+    except TemplateError:
+        return EmailView("(cannot be shown)", "")
+    return EmailView(rendered.subject, rendered.text)
 
 
 def _live(order: Order, now: datetime) -> dict[str, object]:
@@ -289,6 +310,13 @@ def order_page(order_id: int) -> ResponseReturnValue:
         plan_wait=plan_wait,
         can_map=current_user().role.allows(Role.ADMIN),
         live=_live(order, now),
+        not_provisioned=(
+            STATE_WORDS[order.state]
+            if order.state in (OrderState.DUPLICATE, OrderState.NOT_OURS, OrderState.IGNORED)
+            else None
+        ),
+        email_views=[_email_view(order, email) for email in emails],
+        recipients=len(runtime().settings.mail.recipients),
     )
 
 
