@@ -13,16 +13,16 @@ from datetime import datetime, timedelta
 
 from flask import abort, flash, jsonify, redirect, render_template, request, session, url_for
 from flask.typing import ResponseReturnValue
+from jinja2 import TemplateError
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
-from jinja2 import TemplateError
 from sqlalchemy.sql.elements import ColumnElement
 
 from utopia_handler import actions, audit, config_store, lifecycle
 from utopia_handler.actions import ActionRefused
 from utopia_handler.clients.utopia import Contract
-from utopia_handler.notify.outbox import order_facts
 from utopia_handler.config_store import ConfigInvalid
+from utopia_handler.notify.outbox import order_facts
 from utopia_handler.store import queries
 from utopia_handler.store.console_models import Role
 from utopia_handler.store.models import (
