@@ -12,6 +12,21 @@
 })();
 
 (function () {
+  // A table wider than the screen scrolls sideways: keyboard users reach it with Tab too.
+  function scrollable() {
+    for (const wrap of document.querySelectorAll(".table-wrap")) {
+      if (wrap.scrollWidth > wrap.clientWidth) {
+        wrap.tabIndex = 0;
+      } else {
+        wrap.removeAttribute("tabindex");
+      }
+    }
+  }
+  scrollable();
+  window.addEventListener("resize", scrollable);
+})();
+
+(function () {
   const note = document.getElementById("live-note");
   if (!note) {
     return;
