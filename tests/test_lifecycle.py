@@ -178,6 +178,47 @@ def test_a_hold_waits_for_a_person_with_the_reason_and_one_email(
     assert mail.context["headline"] == "Failed to create customer in PowerCode"
 
 
+def test_a_retry_that_stops_again_for_the_same_reason_sends_no_second_email(
+    runtime: Runtime, change: Any
+) -> None:
+    unmapped = "plan '2 Gbps' has no PowerCode service mapping: add one to the plan mapping"
+
+    def hold(reason: str) -> Callable[[Session, Order], None]:
+        def run(session: Session, order: Order) -> None:
+            if order.state == OrderState.WAITING:
+                lifecycle.start_new_run(order, Step.CHOOSE_PLANS, NOW)  # a person's retry
+            attempt_id = started(session, order, Step.CHOOSE_PLANS)
+            lifecycle.hold_for_person(
+                session, order, attempt_id, Step.CHOOSE_PLANS, AttemptOutcome.HELD, reason, NOW
+            )
+
+        return run
+
+    change(hold(unmapped))
+    change(hold(unmapped))  # the same hold again: staff were told already
+    order = load_order(runtime, REF)
+    assert (order.state, order.run) == (OrderState.WAITING, 2)
+    assert order.reason == f"choose_plans: {unmapped}"
+    assert len(notifications(runtime)) == 1
+    assert [a.outcome for a in attempts(runtime)] == [AttemptOutcome.HELD] * 2
+
+    change(hold("the service address state 'Deseret' is not a US state"))  # a new reason
+    assert len(notifications(runtime)) == 2
+
+    def passes_then_holds(session: Session, order: Order) -> None:
+        lifecycle.start_new_run(order, Step.CHOOSE_PLANS, NOW)
+        attempt_id = started(session, order, Step.CHOOSE_PLANS)
+        lifecycle.record_step(session, order, attempt_id, Step.CHOOSE_PLANS, outcome(), NOW)
+        order.step = Step.CHOOSE_PLANS  # a person runs the step again later
+        attempt_id = started(session, order, Step.CHOOSE_PLANS)
+        lifecycle.hold_for_person(
+            session, order, attempt_id, Step.CHOOSE_PLANS, AttemptOutcome.HELD, unmapped, NOW
+        )
+
+    change(passes_then_holds)  # the step had passed in between: this is news again
+    assert len(notifications(runtime)) == 3
+
+
 def test_a_hold_about_the_site_keeps_names_out_of_the_history(
     runtime: Runtime, change: Any
 ) -> None:

@@ -288,6 +288,10 @@ def log_in(store: Store, name: str, password: str, address: str, now: datetime) 
         if not good or user is None:
             session.add(LoginFailure(scope="user", key=user_key, at=now))
             session.add(LoginFailure(scope="ip", key=address_key, at=now))
+            # The name only when it is a user's: people sometimes type their password there.
+            # Throttled attempts return earlier and are not recorded, so this stays bounded.
+            who = user.name if user is not None else "(no such user)"
+            audit.record(session, who, "login_failed", now, detail=f"from {address}")
             return LoginOutcome()
         fresh = session.get(User, user.id)
         if fresh is None or fresh.disabled:  # disabled between the two transactions

@@ -15,16 +15,25 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from utopia_handler import audit, lifecycle
+from utopia_handler import audit, config_store, lifecycle
 from utopia_handler.addresses import state_code
 from utopia_handler.clients.utopia import Contract
 from utopia_handler.lifecycle import ActionRefused
-from utopia_handler.provisioning import PlannedService
+from utopia_handler.provisioning import (
+    Hold,
+    PlannedService,
+    check_contract_fields,
+    plan_services,
+    unmapped_plans,
+)
 from utopia_handler.settings import ProvisioningSettings, plan_key
 from utopia_handler.store import queries
+from utopia_handler.store.console_models import ConfigVersion
 from utopia_handler.store.models import (
+    STEP_SEQUENCE,
     MessageAction,
     Notification,
+    NotificationKind,
     Order,
     OrderState,
     SiteDecision,
@@ -43,6 +52,24 @@ def retry_order(
     actor: str | None = None,
 ) -> Order:
     """Queue the order again, at its current step or at `from_step`, as a new run."""
+    order, step = check_retry(session, order_ref, now, from_step)
+    if actor is not None:
+        audit.record(
+            session,
+            actor,
+            "retry" if from_step is None else "retry_from_step",
+            now,
+            order_ref=order_ref,
+            detail=f"queued at {step.value} (was {order.state.value} at {order.step.value})",
+        )
+    lifecycle.start_new_run(order, step, now)
+    return order
+
+
+def check_retry(
+    session: Session, order_ref: str, now: datetime, from_step: Step | None = None
+) -> tuple[Order, Step]:
+    """The order and the step a retry would queue it at; ActionRefused when it may not run."""
     order = queries.find_order(session, order_ref)
     if order is None:
         raise ActionRefused(f"no order {order_ref}")
@@ -58,17 +85,105 @@ def retry_order(
             f"customer #{order.customer_id} was already created by order {order_ref}; "
             "retry from find_customer (it recognises that customer) or a later step"
         )
-    if actor is not None:
-        audit.record(
-            session,
-            actor,
-            "retry" if from_step is None else "retry_from_step",
-            now,
-            order_ref=order_ref,
-            detail=f"queued at {step.value} (was {order.state.value} at {order.step.value})",
+    return order, step
+
+
+def retry_resends_success_email(session: Session, order: Order, step: Step) -> bool:
+    """Whether running the order again from `step` sends staff the "customer created" e-mail a
+    second time: it was sent (or queued) already and the run would pass the notify step."""
+    if STEP_SEQUENCE.index(step) > STEP_SEQUENCE.index(Step.NOTIFY):
+        return False
+    sent = session.scalar(
+        select(Notification.id)
+        .where(Notification.order_id == order.id, Notification.kind == NotificationKind.SUCCESS)
+        .limit(1)
+    )
+    return sent is not None
+
+
+# Orders waiting for a plan mapping ---------------------------------------------------------------
+
+
+def waits_for_plan_mapping(order: Order, settings: ProvisioningSettings) -> tuple[str, ...] | None:
+    """For an order held at choose_plans for its plans: the plan texts still unmapped under
+    `settings` (empty: the mapping covers it now, a retry goes on). None: it waits for
+    something else, or does not wait."""
+    if order.state != OrderState.WAITING or order.step != Step.CHOOSE_PLANS:
+        return None
+    if order.contract is None:
+        return None
+    contract = Contract.from_json(order.contract)
+    try:
+        check_contract_fields(contract)
+    except Hold:
+        return None  # a field needs correcting first; a mapping would not help
+    try:
+        plan_services(contract, settings)
+    except Hold:
+        unmapped = unmapped_plans(contract, settings)
+        mapped = {plan_key(p.utopia_text) for p in settings.plans}
+        # Only one-off items ("Installation"): any of them may be the plan a person maps.
+        return tuple(unmapped) or tuple(
+            i.description
+            for i in contract.items
+            if i.description and plan_key(i.description) not in mapped
         )
-    lifecycle.start_new_run(order, step, now)
-    return order
+    return ()
+
+
+def orders_waiting_for_plans(
+    session: Session, settings: ProvisioningSettings, limit: int = 200
+) -> list[tuple[Order, tuple[str, ...]]]:
+    """Orders held for their plans, oldest first, each with the plan texts still unmapped."""
+    held = session.scalars(
+        select(Order)
+        .where(Order.state == OrderState.WAITING, Order.step == Step.CHOOSE_PLANS)
+        .order_by(Order.id)
+        .limit(limit)
+    )
+    found = []
+    for order in held:
+        unmapped = waits_for_plan_mapping(order, settings)
+        if unmapped is not None:
+            found.append((order, unmapped))
+    return found
+
+
+def map_plans_and_retry(
+    session: Session,
+    order_ref: str,
+    service_ids: Mapping[str, str],
+    settings: ProvisioningSettings,
+    now: datetime,
+    *,
+    actor: str,
+) -> tuple[ConfigVersion, Order]:
+    """Add plan texts to the mapping in force (a new version) and retry the order that waits for
+    them, in one transaction: ConfigInvalid (nothing saved) if an id is not usable."""
+    order = _find(session, order_ref)
+    problems: list[str] = []
+    for text, service_id in service_ids.items():
+        config_store.parse_service_id(service_id, f"“{text}”", problems)
+    if problems:
+        raise config_store.ConfigInvalid(problems)
+    rows = [(p.utopia_text, str(p.service_id)) for p in settings.plans]
+    rows += [(text, service_id) for text, service_id in service_ids.items()]
+    version = config_store.save_plans(session, config_store.parse_plan_rows(rows), actor, now)
+    retry_order(session, order.order_ref, now, actor=actor)
+    return version, order
+
+
+def retry_orders_now_mapped(
+    session: Session, settings: ProvisioningSettings, now: datetime, *, actor: str
+) -> list[str]:
+    """Retry every order held for its plans that the mapping in force now covers; their refs.
+    Orders a worker holds right now are left out (they are not waiting)."""
+    retried = []
+    for order, unmapped in orders_waiting_for_plans(session, settings):
+        if not unmapped and not lifecycle.is_leased(order, now):
+            retry_order(session, order.order_ref, now, actor=actor)
+            retried.append(order.order_ref)
+    return retried
 
 
 # Closing an order by hand -------------------------------------------------------------------------
@@ -255,8 +370,9 @@ class ContractCorrections:
 
 
 def check_order_ref(order_ref: str) -> str:
-    """The order ref, trimmed, or ActionRefused when it cannot be a UTOPIA order ref."""
-    ref = order_ref.strip()
+    """The order ref, trimmed and in upper case as UTOPIA writes it (a person may type
+    "uia202611-004230"), or ActionRefused when it cannot be a UTOPIA order ref."""
+    ref = order_ref.strip().upper()
     if not ORDER_REF_RE.fullmatch(ref):
         raise ActionRefused(
             "an order ref is letters, digits, '.', '_' or '-', like UIA202611-004217"
@@ -310,6 +426,20 @@ def check_corrections(fields: Mapping[str, str]) -> tuple[ContractCorrections, d
     if clean["site_id"] and "site_id" not in problems and not _SITE_RE.fullmatch(clean["site_id"]):
         problems["site_id"] = "Site id is letters, digits and '-' (up to 32)"
     return ContractCorrections(**clean), problems
+
+
+def corrected_fields(original: Contract, fields: ContractCorrections) -> list[str]:
+    """The labels of the fields a person really changed, in lower case ("city", "zip code").
+
+    Both sides are compared as checked and normalised ("Utah" is "UT", "(801) 555-0142" is
+    "8015550142", spaces squeezed), so a field shown and sent back unchanged is no correction.
+    """
+    before, _ = check_corrections(contract_fields(original))
+    return [
+        FIELD_LABELS[name].lower()
+        for name in FIELD_LABELS
+        if getattr(before, name) != getattr(fields, name)
+    ]
 
 
 def corrected_contract(base: Contract, fields: ContractCorrections) -> Contract:

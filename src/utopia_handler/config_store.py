@@ -16,7 +16,7 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from utopia_handler import audit
@@ -78,6 +78,32 @@ def history(session: Session, kind: ConfigKind, limit: int = 50) -> list[ConfigV
     )
 
 
+def version_number(session: Session, version: ConfigVersion) -> int:
+    """The version's number among the versions of its kind (1, 2, 3...), as people see it.
+
+    Stored ids are shared by every kind (the template's third version may be id 7).
+    """
+    return int(
+        session.scalar(
+            select(func.count())
+            .select_from(ConfigVersion)
+            .where(ConfigVersion.kind == version.kind, ConfigVersion.id <= version.id)
+        )
+        or 0
+    )
+
+
+def numbered_history(
+    session: Session, kind: ConfigKind, limit: int = 50
+) -> list[tuple[int, ConfigVersion]]:
+    """Saved versions of one kind, newest first, each with its number within the kind."""
+    versions = history(session, kind, limit)
+    if not versions:
+        return []
+    newest = version_number(session, versions[0])
+    return [(newest - index, version) for index, version in enumerate(versions)]
+
+
 def _plans(value: Any) -> tuple[PlanMapping, ...]:
     return tuple(PlanMapping(str(row["utopia_text"]), int(row["service_id"])) for row in value)
 
@@ -126,8 +152,14 @@ def current_routes(
 
 
 def stored_ticket_template(session: Session) -> ConfigVersion | None:
-    """The ticket template version saved in the console, if any."""
-    return latest(session, ConfigKind.TICKET_TEMPLATE)
+    """The ticket template version saved in the console and in force, if any (None: the file).
+
+    A version without a source ({"source": null}) puts the template file back in force.
+    """
+    version = latest(session, ConfigKind.TICKET_TEMPLATE)
+    if version is None or not isinstance(version.value, dict) or not version.value.get("source"):
+        return None
+    return version
 
 
 def learned_replies(session: Session) -> LearnedReplies:
@@ -188,9 +220,10 @@ class StoredSettings:
         """(template source, where it came from) or None to use the template file."""
         with self._store.read() as session:
             version = stored_ticket_template(session)
-        if version is None:
-            return None
-        return str(version.value["source"]), f"version {version.id} saved in the console"
+            if version is None:
+                return None
+            number = version_number(session, version)
+        return str(version.value["source"]), f"version {number} saved in the console"
 
 
 # Validating --------------------------------------------------------------------------------------
@@ -385,9 +418,9 @@ def _save(
     version = ConfigVersion(kind=kind, value=value, created_at=now, created_by=actor, note=note)
     session.add(version)
     session.flush()
-    audit.record(
-        session, actor, f"save_{kind.value}", now, detail=f"version {version.id}: {detail}"
-    )
+    # Numbered within its kind, as the console shows it: ids are shared by every kind.
+    number = version_number(session, version)
+    audit.record(session, actor, f"save_{kind.value}", now, detail=f"version {number}: {detail}")
     return version
 
 
@@ -465,17 +498,31 @@ def save_routes(
     return _save(session, ConfigKind.MESSAGE_ROUTES, value, actor, now, None, listed[:1000])
 
 
+def use_file_template(session: Session, actor: str, now: datetime) -> ConfigVersion:
+    """Put the ticket template file back in force, as a new version without a source."""
+    return _save(
+        session,
+        ConfigKind.TICKET_TEMPLATE,
+        {"source": None},
+        actor,
+        now,
+        "the template file again",
+        "the template file again",
+    )
+
+
 def roll_back(session: Session, version_id: int, actor: str, now: datetime) -> ConfigVersion:
     """Put an older version in force again, as a new version (history is never rewritten)."""
     old = session.get(ConfigVersion, version_id)
     if old is None:
         raise ConfigInvalid([f"there is no saved version {version_id}"])
+    number = version_number(session, old)
     return _save(
         session,
         old.kind,
         old.value,
         actor,
         now,
-        f"rollback to version {old.id}",
-        f"rollback to version {old.id}",
+        f"rollback to version {number}",
+        f"rollback to version {number}",
     )

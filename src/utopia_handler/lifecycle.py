@@ -309,7 +309,12 @@ def hold_for_person(
 
     `history` replaces the reason on the attempt row when the reason names people (the history
     outlives the retention of personal data); `former` records who already is at the site.
+    A retry that stops at the same step for the same reason as the step's last attempt sends no
+    second e-mail: staff know already, and the person who retried sees it on the order.
     """
+    detail = (history or reason)[:2000]
+    last = queries.previous_attempt(session, order, step, attempt_id)
+    repeated = last is not None and (last.outcome, last.detail) == (attempt_outcome, detail)
     if former is not None:
         order.former_customer_id = former.customer_id
         order.former_customer_name = former.name[:200]
@@ -326,6 +331,8 @@ def hold_for_person(
         if attempt_outcome == AttemptOutcome.FAILED
         else NotificationKind.HELD
     )
+    if repeated:
+        return
     context = {"step": step.value, "reason": reason, "headline": _headline(step, cause)}
     queries.enqueue_notification(session, order, kind, context, now)
 

@@ -424,6 +424,22 @@ def check_contract_fields(contract: Contract) -> None:
         )
 
 
+# What a held order's reason tells the reader to do about a plan mapping; the console shows
+# readers who cannot edit the mapping their own choices instead (web/console/common.py).
+MAP_THE_PLAN = "add one to the plan mapping, then retry"
+ADD_A_PLAN_MAPPING = "add a plan mapping, then retry"
+
+
+def unmapped_plans(contract: Contract, settings: ProvisioningSettings) -> list[str]:
+    """The recurring (`mrc`) order items no plan mapping matches, by their UTOPIA text."""
+    mapping = {plan_key(p.utopia_text) for p in settings.plans}
+    return [
+        item.description or "(no description)"
+        for item in contract.items
+        if plan_key(item.description) not in mapping and item.charge_type.casefold() != "nrc"
+    ]
+
+
 def plan_services(contract: Contract, settings: ProvisioningSettings) -> list[PlannedService]:
     """The PowerCode services for an order: each mapped plan, then the always-added services.
 
@@ -433,21 +449,18 @@ def plan_services(contract: Contract, settings: ProvisioningSettings) -> list[Pl
     """
     mapping = {plan_key(p.utopia_text): p.service_id for p in settings.plans}
     planned: list[PlannedService] = []
-    unmapped: list[str] = []
     for item in contract.items:
         service_id = mapping.get(plan_key(item.description))
-        if service_id is not None:
-            if all(p.service_id != service_id for p in planned):
-                planned.append(PlannedService(service_id, item.description))
-        elif item.charge_type.casefold() != "nrc":
-            unmapped.append(item.description or "(no description)")
+        if service_id is not None and all(p.service_id != service_id for p in planned):
+            planned.append(PlannedService(service_id, item.description))
+    unmapped = unmapped_plans(contract, settings)
     if unmapped and settings.unmapped_plan == "hold":
         raise Hold(
             f"plan {', '.join(repr(u) for u in unmapped)} has no PowerCode service mapping: "
-            "add one to the plan mapping, then retry"
+            + MAP_THE_PLAN
         )
     if not planned:
-        raise Hold("no order item maps to a PowerCode plan: add a plan mapping, then retry")
+        raise Hold("no order item maps to a PowerCode plan: " + ADD_A_PLAN_MAPPING)
     for service_id in settings.always_services:
         if all(p.service_id != service_id for p in planned):
             planned.append(

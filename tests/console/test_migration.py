@@ -1,7 +1,7 @@
 """Migrations create exactly the tables the models describe, upgrade a database in use, and can
 be undone: 0003 the console tables, 0004 the site-decision columns of orders, 0005 the
 resolved-by-hand column, 0006 the workers behind the leases, 0007 reconciliation's runs and the
-job leases, 0008 shadow mode, 0009 routed messages' actions."""
+job leases, 0008 shadow mode, 0009 routed messages' actions, 0010 the folded name for search."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect, select, text
 
 from utopia_handler.runtime import Runtime
-from utopia_handler.store import models
+from utopia_handler.store import models, queries
 from utopia_handler.store.console_models import Base
 from utopia_handler.store.db import Store, alembic_config
 from utopia_handler.store.models import Order, OrderState, SiteDecision
@@ -25,7 +25,7 @@ CONSOLE_TABLES = {"users", "console_sessions", "login_failures", "audit_log", "c
 def test_the_schema_after_migrating_matches_the_models(console_runtime: Runtime) -> None:
     with console_runtime.store.engine.connect() as connection:
         differences = compare_metadata(MigrationContext.configure(connection), Base.metadata)
-        assert MigrationContext.configure(connection).get_current_heads() == ("0009",)
+        assert MigrationContext.configure(connection).get_current_heads() == ("0010",)
     ours = [d for d in differences if any(table in repr(d) for table in CONSOLE_TABLES)]
     assert ours == []
 
@@ -201,3 +201,46 @@ def test_the_message_actions_migration_links_old_callbacks_to_their_orders(tmp_p
         command.upgrade(config, "head")
     finally:
         store.close()
+
+
+def upgrade_folded_names(url: str) -> None:
+    """Names stored before 0010 are folded for the search; the search finds them without accents."""
+    config = alembic_config(url)
+    command.upgrade(config, "0009")
+    store = Store(url)
+    try:
+        with store.engine.begin() as connection:
+            for ref, name in (
+                ("UIA202611-004218", "María José O'Neill-Ramírez"),
+                ("UIA202611-004219", None),
+            ):
+                connection.execute(
+                    text(
+                        "INSERT INTO orders (order_ref, state, step, created_at, updated_at,"
+                        " next_attempt_at, run, step_attempts, customer_created,"
+                        " resolved_by_hand, customer_name)"
+                        " VALUES (:ref, 'done', 'finished', :at, :at, :at, 1, 0, :no, :no, :name)"
+                    ),
+                    {"ref": ref, "name": name, "at": datetime(2026, 11, 30), "no": False},
+                )
+        store.migrate()
+        with store.read() as session:
+            folded = dict(
+                session.execute(select(Order.order_ref, Order.customer_name_folded)).all()
+            )
+            found = session.scalars(
+                select(Order.order_ref).where(queries.order_search("maria oneill"))
+            ).all()
+        assert folded == {"UIA202611-004218": "maria jose oneill ramirez", "UIA202611-004219": None}
+        assert found == ["UIA202611-004218"]
+        command.downgrade(config, "0009")
+        columns = {c["name"] for c in inspect(store.engine).get_columns("orders")}
+        assert "customer_name_folded" not in columns
+    finally:
+        store.close()
+
+
+def test_names_stored_before_the_search_column_existed_are_found_without_accents(
+    tmp_path: Path,
+) -> None:
+    upgrade_folded_names(f"sqlite:///{tmp_path / 'folded.db'}")

@@ -221,3 +221,41 @@ def test_console_settings_are_stored_as_versions_with_who_and_when(
     assert version is not None
     assert version.kind == ConfigKind.ALWAYS_SERVICES and version.value == []
     assert version.created_by == "admin" and version.created_at is not None
+
+
+def test_the_template_page_says_what_is_in_force_numbers_versions_per_kind_and_offers_the_file(
+    console_runtime: Runtime,
+    worker: Worker,
+    emulators: Emulators,
+    client_as: Callable[[Role], FlaskClient],
+) -> None:
+    admin = client_as(Role.ADMIN)
+    # A plan mapping saved first: the template's first version is still its "version 1".
+    post_form(admin, "/settings/plans", {"plan_text": ["250 Mbps"], "service_id": ["163"]})
+    saved = post_form(admin, "/settings/ticket-template", {"source": "<p>One {{ first_name }}</p>"})
+    page = admin.get(saved.headers["Location"]).get_data(as_text=True)
+    assert "Ticket template saved as version 1;" in page
+    assert "Use the template file again" in page and "new_desc.txt" in page
+
+    refused = post_form(admin, "/settings/ticket-template", {"source": "{% if %}"})
+    page = refused.get_data(as_text=True)
+    assert refused.status_code == 422
+    assert "In force: version 1, saved in the console by admin" in page
+    assert "the text being edited (not saved)" not in page
+    assert "You are editing text that is not saved" in page and "Not saved:" in page
+
+    back = post_form(admin, "/settings/ticket-template/use-file")
+    page = admin.get(back.headers["Location"]).get_data(as_text=True)
+    assert "The template file is in force again (saved as version 2)" in page
+    assert "In force: the file new_desc.txt" in page
+    assert "Roll back to version 1" in page and "Use the template file again" not in page
+    queue_order(console_runtime, PLAIN)
+    worker.run_until_idle()
+    [ticket] = emulators.powercode.tickets.values()
+    assert "Customer: Avery Lindqvist" in ticket["description"]  # the file's template
+
+    with console_runtime.store.read() as session:
+        first = config_store.history(session, ConfigKind.TICKET_TEMPLATE)[-1]
+    rolled = post_form(admin, f"/settings/rollback/{first.id}")
+    page = admin.get(rolled.headers["Location"]).get_data(as_text=True)
+    assert "Version 1 is in force again (saved as version 3)" in page

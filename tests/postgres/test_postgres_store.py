@@ -211,3 +211,39 @@ def test_orders_resolved_before_the_column_existed_are_marked_resolved(fresh_pg_
     from tests.console.test_migration import upgrade_resolved_orders
 
     upgrade_resolved_orders(database_url(fresh_pg_url))
+
+
+def test_names_stored_before_the_search_column_existed_are_found_without_accents(
+    fresh_pg_url: str,
+) -> None:
+    from tests.console.test_migration import upgrade_folded_names
+
+    upgrade_folded_names(database_url(fresh_pg_url))
+
+
+def test_the_console_search_folds_accents_and_reads_customer_numbers_on_postgresql(
+    runtime: Runtime,
+) -> None:
+    now = utcnow()
+    with runtime.store.write() as session:
+        for ref, name, customer_id, site in (
+            ("UIA202611-004218", "María José O'Neill-Ramírez", 10004, "99118"),
+            ("UIA202611-004217", "Avery Lindqvist", 10005, "204817"),
+        ):
+            session.add(
+                Order(
+                    order_ref=ref, state=OrderState.DONE, step=Step.FINISHED, created_at=now,
+                    updated_at=now, next_attempt_at=now, customer_name=name,
+                    customer_id=customer_id, site_id=site,
+                )
+            )  # fmt: skip
+
+    def found(text: str) -> list[str]:
+        with runtime.store.read() as session:
+            query = select(Order.order_ref).where(queries.order_search(text))
+            return list(session.scalars(query.order_by(Order.order_ref)))
+
+    for written in ("Maria", "RAMIREZ", "o'neill", "PC#10004", "#10004", "10004", "99118"):
+        assert found(written) == ["UIA202611-004218"], written
+    assert found("204817") == ["UIA202611-004217"]
+    assert found("uia202611") == ["UIA202611-004217", "UIA202611-004218"]

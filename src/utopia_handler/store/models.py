@@ -12,7 +12,9 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import JSON, ForeignKey, Index, String, Text
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, validates
+
+from utopia_handler.addresses import normalise_name
 
 
 class Base(DeclarativeBase):
@@ -131,6 +133,9 @@ class Order(Base):
     contract: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     site_id: Mapped[str | None] = mapped_column(String(32), index=True)
     customer_name: Mapped[str | None] = mapped_column(String(200))
+    # The name folded for search (case, accents, apostrophes): "María O'Neill" -> "maria oneill".
+    # Kept in step with customer_name by the ORM (see below) and by retention's purge.
+    customer_name_folded: Mapped[str | None] = mapped_column(String(200))
     plans: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)
     customer_id: Mapped[int | None] = mapped_column(index=True)
     customer_created: Mapped[bool] = mapped_column(default=False)
@@ -152,6 +157,13 @@ class Order(Base):
     purged_at: Mapped[datetime | None]
 
     __table_args__ = (Index("ix_orders_due", "state", "next_attempt_at"),)
+
+    @validates("customer_name")
+    def _fold_customer_name(self, _key: str, value: str | None) -> str | None:
+        # SQLite cannot fold accents in a query and PostgreSQL needs an extension for it, so the
+        # folded name is stored beside the name, the same on both.
+        self.customer_name_folded = (normalise_name(value)[:200] or None) if value else None
+        return value
 
 
 class StepAttempt(Base):

@@ -9,6 +9,7 @@ newer owner's work.
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -17,6 +18,7 @@ from sqlalchemy import (
     JSON,
     ColumnElement,
     Integer,
+    and_,
     bindparam,
     func,
     insert,
@@ -28,6 +30,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from utopia_handler.addresses import normalise_name
 from utopia_handler.settings.routes import (
     ROUTE_ACTIONS,
     Router,
@@ -498,6 +501,22 @@ def earlier_attempts(session: Session, order: Order, step: Step) -> tuple[int, b
     return len(rows), any(row.outcome in _MAYBE_APPLIED for row in rows)
 
 
+def previous_attempt(
+    session: Session, order: Order, step: Step, before_id: int
+) -> StepAttempt | None:
+    """The order's latest attempt of `step` before attempt `before_id` (any run), or None."""
+    return session.scalar(
+        select(StepAttempt)
+        .where(
+            StepAttempt.order_id == order.id,
+            StepAttempt.step == step,
+            StepAttempt.id < before_id,
+        )
+        .order_by(StepAttempt.id.desc())
+        .limit(1)
+    )
+
+
 def add_attempt(session: Session, order: Order, owner: str, now: datetime) -> StepAttempt:
     """Write the attempt row of the order's current step and attempt number (see lifecycle)."""
     attempt = StepAttempt(
@@ -643,6 +662,34 @@ def shadow_writes(session: Session, order_id: int) -> list[ShadowWrite]:
 def find_order(session: Session, order_ref: str) -> Order | None:
     """One order by its UTOPIA reference."""
     return session.scalar(select(Order).where(Order.order_ref == order_ref))
+
+
+_MAX_ID = 2**31 - 1
+# "10004", "#10004", "PC#10004", "pc 10004": a PowerCode customer number (or a numeric site id).
+_NUMBER_RE = re.compile(r"(?:pc)?\s*#?\s*([0-9]{1,10})", re.IGNORECASE)
+
+
+def order_search(text: str) -> ColumnElement[bool]:
+    """Orders matching a person's search: part of the order ref, words of the customer's name
+    (ignoring case and accents: "Maria" finds "María"), a site id, or a PowerCode customer number
+    written 10004, #10004 or PC#10004."""
+    words = " ".join(text.split())
+    conditions: list[ColumnElement[bool]] = [
+        Order.order_ref.icontains(words, autoescape=True),
+        Order.site_id == words,
+    ]
+    folded = normalise_name(words).split()
+    if folded:  # every word, in any order: "maria ramirez" finds "María José O'Neill-Ramírez"
+        conditions.append(
+            and_(*(Order.customer_name_folded.contains(w, autoescape=True) for w in folded))
+        )
+    number = _NUMBER_RE.fullmatch(words)
+    if number is not None:
+        digits = number.group(1)
+        conditions.append(Order.site_id == digits)
+        if int(digits) <= _MAX_ID:
+            conditions.append(Order.customer_id == int(digits))
+    return or_(*conditions)
 
 
 def order_history(

@@ -76,6 +76,7 @@ def purge_expired(store: Store, now: datetime, retention_days: int) -> PurgeRepo
                     .values(
                         contract=null(),
                         customer_name=None,
+                        customer_name_folded=None,
                         former_customer_name=None,
                         purged_at=now,
                     )

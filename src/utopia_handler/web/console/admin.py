@@ -14,8 +14,9 @@ from typing import Any
 
 from flask import abort, flash, jsonify, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
+from sqlalchemy.orm import Session
 
-from utopia_handler import accounts, config_store
+from utopia_handler import accounts, actions, config_store
 from utopia_handler.config_store import ConfigInvalid
 from utopia_handler.doctor import Check, run_checks
 from utopia_handler.message_actions import MESSAGE_TICKET_VARIABLES
@@ -36,10 +37,11 @@ TEMPLATE_VARIABLES = (
 )  # fmt: skip
 
 
-def _origin(version: ConfigVersion | None, fallback: str) -> str:
+def _origin(db: Session, version: ConfigVersion | None, fallback: str) -> str:
     if version is None:
         return fallback
-    return f"version {version.id}, saved in the console by {version.created_by} at {version.created_at:%Y-%m-%d %H:%M} UTC"
+    number = config_store.version_number(db, version)
+    return f"version {number}, saved in the console by {version.created_by} at {version.created_at:%Y-%m-%d %H:%M} UTC"
 
 
 @bp.get("/settings/plans")
@@ -55,8 +57,11 @@ def plans_page(
         effective = config_store.current_provisioning(db, base)
         plans_version = config_store.latest(db, ConfigKind.PLANS)
         services_version = config_store.latest(db, ConfigKind.ALWAYS_SERVICES)
-        plan_history = config_store.history(db, ConfigKind.PLANS, limit=20)
-        service_history = config_store.history(db, ConfigKind.ALWAYS_SERVICES, limit=20)
+        plan_history = config_store.numbered_history(db, ConfigKind.PLANS, limit=20)
+        service_history = config_store.numbered_history(db, ConfigKind.ALWAYS_SERVICES, limit=20)
+        waiting = actions.orders_waiting_for_plans(db, effective)
+        plans_origin = _origin(db, plans_version, "the settings file or environment")
+        services_origin = _origin(db, services_version, "the settings file or environment")
     if rows is None:
         rows = [(p.utopia_text, str(p.service_id)) for p in effective.plans]
     rows = rows + [("", "")] * BLANK_PLAN_ROWS
@@ -69,11 +74,13 @@ def plans_page(
             else config_store.describe_always_services(effective)
         ),
         problems=problems or [],
-        plans_origin=_origin(plans_version, "the settings file or environment"),
-        services_origin=_origin(services_version, "the settings file or environment"),
+        plans_origin=plans_origin,
+        services_origin=services_origin,
         plan_history=plan_history,
         service_history=service_history,
         unmapped_policy=effective.unmapped_plan,
+        waiting=waiting,
+        ready=[order for order, unmapped in waiting if not unmapped],
     ), status
 
 
@@ -89,10 +96,39 @@ def plans_save() -> ResponseReturnValue:
         plans = config_store.parse_plan_rows(rows)
         with runtime().store.write() as db:
             version = config_store.save_plans(db, plans, current_user().name, utcnow())
+            number = config_store.version_number(db, version)
+            effective = config_store.current_provisioning(db, runtime().settings.provisioning)
+            ready = [
+                o for o, unmapped in actions.orders_waiting_for_plans(db, effective) if not unmapped
+            ]
     except ConfigInvalid as invalid:
         kept = [(t, i) for t, i in rows if t.strip() or i.strip()]
         return plans_page(problems=invalid.problems, rows=kept, status=422)
-    flash(f"Plan mapping saved as version {version.id}; it applies to the next order.", "info")
+    message = f"Plan mapping saved as version {number}; it applies to the next order."
+    if ready:
+        count = len(ready)
+        message += (
+            f" {count} waiting order{'s' if count != 1 else ''} can go on now: "
+            "see “Orders waiting for a plan mapping”."
+        )
+    flash(message, "info")
+    return redirect(url_for("console.plans_page"), 303)
+
+
+@bp.post("/settings/plans/retry-waiting")
+@require(Role.ADMIN)
+def plans_retry_waiting() -> ResponseReturnValue:
+    """Retry every order held for its plans that the mapping in force covers now."""
+    with runtime().store.write() as db:
+        effective = config_store.current_provisioning(db, runtime().settings.provisioning)
+        retried = actions.retry_orders_now_mapped(
+            db, effective, utcnow(), actor=current_user().name
+        )
+    if retried:
+        runtime().wakeup.set()
+        flash(f"Queued again: {', '.join(retried)}.", "info")
+    else:
+        flash("No waiting order is covered by the plan mapping now; nothing was retried.", "error")
     return redirect(url_for("console.plans_page"), 303)
 
 
@@ -106,7 +142,9 @@ def services_save() -> ResponseReturnValue:
             version = config_store.save_always_services(db, services, current_user().name, utcnow())
     except ConfigInvalid as invalid:
         return plans_page(problems=invalid.problems, services_text=text, status=422)
-    flash(f"Always-added services saved as version {version.id}.", "info")
+    with runtime().store.read() as db:
+        number = config_store.version_number(db, version)
+    flash(f"Always-added services saved as version {number}.", "info")
     return redirect(url_for("console.plans_page"), 303)
 
 
@@ -115,11 +153,13 @@ def services_save() -> ResponseReturnValue:
 def settings_rollback(version_id: int) -> ResponseReturnValue:
     try:
         with runtime().store.write() as db:
+            old = db.get(ConfigVersion, version_id)
+            old_number = config_store.version_number(db, old) if old is not None else 0
             version = config_store.roll_back(db, version_id, current_user().name, utcnow())
-            kind = version.kind
+            kind, number = version.kind, config_store.version_number(db, version)
     except ConfigInvalid:
         abort(404)
-    flash(f"Version {version_id} is in force again (saved as version {version.id}).", "info")
+    flash(f"Version {old_number} is in force again (saved as version {number}).", "info")
     pages = {
         ConfigKind.TICKET_TEMPLATE: "console.template_page",
         ConfigKind.MESSAGE_ROUTES: "console.routes_page",
@@ -141,6 +181,7 @@ class _TemplateKind:
     name: str  # in the page's <title> and the "saved" message
     title: str
     intro: str
+    has_file: bool  # a template file that can be put back in force (the installation ticket)
 
 
 _INSTALL = _TemplateKind(
@@ -153,6 +194,7 @@ _INSTALL = _TemplateKind(
     "Ticket template",
     "Installation ticket template",
     "The HTML description of the ticket opened for each new customer.",
+    True,
 )
 _MESSAGE = _TemplateKind(
     ConfigKind.MESSAGE_TICKET_TEMPLATE,
@@ -166,20 +208,26 @@ _MESSAGE = _TemplateKind(
     "The HTML description of the ticket the routing table opens for a UTOPIA message "
     "(action “ticket”), on the order's PowerCode customer. Its summary is "
     "[ticket] message_summary in the settings file.",
+    False,
 )
 
 
-def _current_template(which: _TemplateKind) -> tuple[str, str]:
-    """The template in force and where it comes from."""
+def _current_template(which: _TemplateKind) -> tuple[str, str, str | None]:
+    """The template in force, where it comes from, and its file's name (None: none, unreadable)."""
+    try:
+        file_source, path = which.renderer().source()
+        file_name: str | None = path.name if which.has_file else None
+    except TemplateProblem as problem:
+        file_source, file_name = "", None
+        file_origin = str(problem)
+    else:
+        file_origin = f"the file {path.name}" if which.has_file else "the built-in template"
     with runtime().store.read() as db:
         version = config_store.latest(db, which.kind)
-    if version is not None:
-        return str(version.value["source"]), _origin(version, "")
-    try:
-        source, path = which.renderer().source()
-    except TemplateProblem as problem:
-        return "", str(problem)
-    return source, f"the file {path.name}"
+        # A version without a source puts the file back in force (use_file_template).
+        if version is not None and isinstance(version.value, dict) and version.value.get("source"):
+            return str(version.value["source"]), _origin(db, version, ""), file_name
+    return file_source, file_origin, file_name
 
 
 def _preview(which: _TemplateKind, source: str) -> dict[str, Any]:
@@ -196,19 +244,32 @@ def _preview(which: _TemplateKind, source: str) -> dict[str, Any]:
 
 
 def _template_page(
-    which: _TemplateKind, source: str, origin: str, status: int = 200
+    which: _TemplateKind,
+    source: str | None = None,
+    *,
+    problems: list[str] | None = None,
+    status: int = 200,
 ) -> ResponseReturnValue:
+    """The template page; `source` is text being edited (not saved) instead of the one in force."""
+    in_force, origin, file_name = _current_template(which)
     with runtime().store.read() as db:
-        versions = config_store.history(db, which.kind, limit=50)
-    current = versions[0].id if versions else None
+        versions = config_store.numbered_history(db, which.kind, limit=50)
+        latest = config_store.latest(db, which.kind)
+    file_in_force = latest is None or not (
+        isinstance(latest.value, dict) and latest.value.get("source")
+    )
+    text = in_force if source is None else source
     return render_template(
         "console/settings_template.html",
         which=which,
-        source=source,
+        source=text,
         origin=origin,
-        preview=_preview(which, source),
+        editing=source is not None and source != in_force,
+        problems=problems or [],
+        preview=_preview(which, text),
         versions=versions,
-        current_version=current,
+        file_name=file_name,
+        file_in_force=file_in_force,
         variables=which.variables,
         sample=which.sample(),
     ), status
@@ -218,7 +279,7 @@ def _template_preview(which: _TemplateKind) -> ResponseReturnValue:
     source = request.form.get("source", "")
     if request.accept_mimetypes.best == "application/json":
         return jsonify(_preview(which, source))
-    return _template_page(which, source, "the text being edited (not saved)")
+    return _template_page(which, source)
 
 
 def _template_save(which: _TemplateKind) -> ResponseReturnValue:
@@ -226,17 +287,17 @@ def _template_save(which: _TemplateKind) -> ResponseReturnValue:
     try:
         with runtime().store.write() as db:
             version = which.save(db, which.renderer(), source, current_user().name, utcnow())
+            number = config_store.version_number(db, version)
     except ConfigInvalid as invalid:
-        flash("Not saved: " + "; ".join(invalid.problems), "error")
-        return _template_page(which, source, "the text being edited (not saved)", status=422)
-    flash(f"{which.name} saved as version {version.id}; the next ticket uses it.", "info")
+        return _template_page(which, source, problems=invalid.problems, status=422)
+    flash(f"{which.name} saved as version {number}; the next ticket uses it.", "info")
     return redirect(url_for(f"{which.endpoint}_page"), 303)
 
 
 @bp.get("/settings/ticket-template")
 @require(Role.ADMIN)
 def template_page() -> ResponseReturnValue:
-    return _template_page(_INSTALL, *_current_template(_INSTALL))
+    return _template_page(_INSTALL)
 
 
 @bp.post("/settings/ticket-template/preview")
@@ -251,10 +312,24 @@ def template_save() -> ResponseReturnValue:
     return _template_save(_INSTALL)
 
 
+@bp.post("/settings/ticket-template/use-file")
+@require(Role.ADMIN)
+def template_use_file() -> ResponseReturnValue:
+    """Put the template file back in force (as a new version: history is kept)."""
+    with runtime().store.write() as db:
+        version = config_store.use_file_template(db, current_user().name, utcnow())
+        number = config_store.version_number(db, version)
+    flash(
+        f"The template file is in force again (saved as version {number}); the next ticket uses it.",
+        "info",
+    )
+    return redirect(url_for("console.template_page"), 303)
+
+
 @bp.get("/settings/message-ticket-template")
 @require(Role.ADMIN)
 def message_template_page() -> ResponseReturnValue:
-    return _template_page(_MESSAGE, *_current_template(_MESSAGE))
+    return _template_page(_MESSAGE)
 
 
 @bp.post("/settings/message-ticket-template/preview")
@@ -282,8 +357,15 @@ def routes_page(
     base = runtime().settings.routing.messages
     with runtime().store.read() as db:
         routes, version = config_store.current_routes(db, base)
-        versions = config_store.history(db, ConfigKind.MESSAGE_ROUTES, limit=20)
+        versions = config_store.numbered_history(db, ConfigKind.MESSAGE_ROUTES, limit=20)
         not_handled = queries.not_handled_messages(db, limit=20)
+        origin = _origin(
+            db,
+            version,
+            "the settings file ([[messages]])"
+            if base
+            else "none: every message is only stored and shown",
+        )
     if rows is None:
         rows = [
             ("match", r.match, r.action)
@@ -296,12 +378,7 @@ def routes_page(
         "console/settings_messages.html",
         rows=rows,
         problems=problems or [],
-        origin=_origin(
-            version,
-            "the settings file ([[messages]])"
-            if base
-            else "none: every message is only stored and shown",
-        ),
+        origin=origin,
         versions=versions,
         actions=ROUTE_ACTIONS,
         reserved=RESERVED_MESSAGES,
@@ -322,12 +399,12 @@ def routes_save() -> ResponseReturnValue:
         routes = config_store.parse_route_rows(rows)
         with runtime().store.write() as db:
             version = config_store.save_routes(db, routes, current_user().name, utcnow())
+            number = config_store.version_number(db, version)
     except ConfigInvalid as invalid:
         kept = [(h, t, a) for h, t, a in rows if t.strip()]
         return routes_page(problems=invalid.problems, rows=kept, status=422)
     flash(
-        f"Routing table saved as version {version.id}; it applies to the next message UTOPIA "
-        "sends.",
+        f"Routing table saved as version {number}; it applies to the next message UTOPIA sends.",
         "info",
     )
     return redirect(url_for("console.routes_page"), 303)

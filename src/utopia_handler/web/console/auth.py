@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from typing import Any
+from urllib.parse import urlsplit
 
 from flask import (
     flash,
@@ -74,10 +75,38 @@ def page_names() -> dict[str, Any]:
     }
 
 
+def _page_before() -> str | None:
+    """The console page the browser was on (its Referer), to return to after logging in."""
+    referrer = urlsplit(request.referrer or "")
+    if referrer.netloc != request.host:
+        return None
+    target = referrer.path + (f"?{referrer.query}" if referrer.query else "")
+    return target if is_safe_target(target) and referrer.path != "/login" else None
+
+
+def _logged_out_form() -> ResponseReturnValue | None:
+    """A form sent after its session ended (logged out in another tab, or timed out) lacks a
+    valid security token: that is no broken page, so say what happened and offer to log in."""
+    if request.endpoint in PUBLIC_ENDPOINTS:
+        return None
+    token = session.get("token")
+    if isinstance(token, str) and accounts.session_user(runtime().store, token, utcnow()):
+        return None
+    flash(
+        "You were logged out (in another tab, or after a long pause), so that was not done. "
+        "Log in to go back to where you were, then try again.",
+        "error",
+    )
+    return redirect(url_for("console.login", next=_page_before()), 303)
+
+
 @bp.errorhandler(HTTPException)
 def http_error(error: HTTPException) -> ResponseReturnValue:
     code = error.code or 500
     if code == 400 and "CSRF" in (error.description or ""):
+        logged_out = _logged_out_form()
+        if logged_out is not None:
+            return logged_out
         message = (
             "This form was not accepted: it is missing its security token or it has expired. "
             "Go back, reload the page and try again."

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any, ParamSpec, TypeVar
 
 from flask import Blueprint, abort, current_app, g, request
 
+from utopia_handler.addresses import state_code
+from utopia_handler.provisioning import ADD_A_PLAN_MAPPING, MAP_THE_PLAN
 from utopia_handler.runtime import Runtime
 from utopia_handler.store.console_models import Role, User
 from utopia_handler.store.models import (
@@ -127,6 +130,47 @@ EMAIL_STATE_WORDS = {
 }
 
 
+# Step names as stored ("choose_plans: ...", "queued at find_customer") and as people read them.
+_STEP_PREFIX_RE = re.compile(r"^(" + "|".join(s.value for s in Step) + r"): ")
+_STEP_NAME_RE = re.compile(r"\b(" + "|".join(s.value for s in Step if s != Step.FINISHED) + r")\b")
+_TAG_LIST_RE = re.compile(r"tags added: \[([0-9, ]*)\]")
+
+
+def _ints(text: str) -> list[int]:
+    return [int(part) for part in text.split(",") if part.strip()]
+
+
+def tag_words(tags: list[int] | None) -> str:
+    """PowerCode tags as the console shows them: "tag 3, tag 5" (their names are not known)."""
+    return ", ".join(f"tag {tag}" for tag in tags or ())
+
+
+# What a held order's reason tells an admin to do, as readers who cannot edit plans may act.
+_PLAN_ADVICE = {
+    Role.OPERATOR: "only an admin can change the plan mapping: ask one, or correct the order "
+    "and choose a plan for it",
+    Role.VIEWER: "an admin can add it to the plan mapping, or an operator can correct the order",
+}
+
+
+def in_words(text: str | None, role: Role | None = None) -> str:
+    """A stored reason or audit detail as people read it: step names in words, and advice about
+    the plan mapping replaced by what the reader's role can do."""
+    if not text:
+        return ""
+    prefix = _STEP_PREFIX_RE.match(text)
+    if prefix is not None:
+        text = f"{STEP_WORDS[Step(prefix.group(1))]}: {text[prefix.end() :]}"
+    text = _STEP_NAME_RE.sub(lambda m: f"“{STEP_WORDS[Step(m.group(1))]}”", text)
+    text = text.replace("at finished", "after the last step")
+    # PowerCode's tag names are not known here: tags are "tag 3" wherever the console shows them.
+    text = _TAG_LIST_RE.sub(lambda m: f"tags added: {tag_words(_ints(m.group(1)))}", text)
+    if role is not None and not role.allows(Role.ADMIN):
+        advice = _PLAN_ADVICE[Role.OPERATOR if role.allows(Role.OPERATOR) else Role.VIEWER]
+        text = text.replace(MAP_THE_PLAN, advice).replace(ADD_A_PLAN_MAPPING, advice)
+    return text
+
+
 def runtime() -> Runtime:
     """The process's Runtime."""
     found: Runtime = current_app.extensions["runtime"]
@@ -236,4 +280,12 @@ def template_globals() -> dict[str, Any]:
     }
 
 
+def _in_words_for_reader(text: str | None) -> str:
+    user: User | None = g.get("user")
+    return in_words(text, user.role if user is not None else Role.VIEWER)
+
+
 bp.add_app_template_filter(utc, "utc")
+bp.add_app_template_filter(_in_words_for_reader, "in_words")
+bp.add_app_template_filter(tag_words, "tag_words")
+bp.add_app_template_filter(lambda state: state_code(state or "") or state, "state_code")

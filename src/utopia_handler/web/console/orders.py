@@ -9,23 +9,28 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from flask import abort, flash, redirect, render_template, request, session, url_for
+from flask import abort, flash, jsonify, redirect, render_template, request, session, url_for
 from flask.typing import ResponseReturnValue
-from sqlalchemy import func, or_, select
+from jinja2 import TemplateError
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
-from utopia_handler import actions, audit, lifecycle
+from utopia_handler import actions, audit, config_store, lifecycle
 from utopia_handler.actions import ActionRefused
 from utopia_handler.clients.utopia import Contract
+from utopia_handler.config_store import ConfigInvalid
+from utopia_handler.notify.outbox import order_facts
 from utopia_handler.reconcile import ACTOR as RECONCILIATION
 from utopia_handler.store import queries
 from utopia_handler.store.console_models import Role
 from utopia_handler.store.models import (
+    ACTIVE_STATES,
     AttemptOutcome,
     MessageAction,
+    Notification,
     Order,
     OrderState,
     SiteDecision,
@@ -40,9 +45,11 @@ from utopia_handler.web.console.common import (
     EMAIL_WORDS,
     OUTCOME_WORDS,
     PAGE_SIZE,
+    STATE_WORDS,
     STEP_WORDS,
     bp,
     current_user,
+    in_words,
     page_number,
     require,
     runtime,
@@ -50,19 +57,10 @@ from utopia_handler.web.console.common import (
 
 SEARCH_KEY = "order_search"
 MAX_SEARCH = 100
-_MAX_ID = 2**31 - 1
-
-
-def _search_conditions(text: str) -> ColumnElement[bool]:
-    conditions: list[ColumnElement[bool]] = [
-        Order.order_ref.icontains(text, autoescape=True),
-        Order.customer_name.icontains(text, autoescape=True),
-        Order.site_id == text,
-    ]
-    digits = text.lstrip("#")
-    if digits.isdigit() and int(digits) <= _MAX_ID:
-        conditions.append(Order.customer_id == int(digits))
-    return or_(*conditions)
+# The list applies the search kept in the session only when its address says so (?search=1):
+# the search form, the state tabs and the pages of a search carry it; links from Home and the
+# navigation do not, so an old search never hides the orders they point to.
+SEARCH_ARG = "search"
 
 
 def _state_filter() -> OrderState | None:
@@ -73,17 +71,29 @@ def _state_filter() -> OrderState | None:
         return None
 
 
+def state_counts(db: Session, matching: ColumnElement[bool] | None = None) -> dict[OrderState, int]:
+    """How many orders are in each state (of those matching a search, if given)."""
+    query = select(Order.state, func.count()).group_by(Order.state)
+    if matching is not None:
+        query = query.where(matching)
+    return {OrderState(s): n for s, n in db.execute(query)}
+
+
+def _applied_search() -> str:
+    """The session's search text, when this address asks for it; otherwise none."""
+    if request.args.get(SEARCH_ARG) != "1":
+        return ""
+    return str(session.get(SEARCH_KEY) or "")
+
+
 @bp.get("/orders")
 def order_list() -> ResponseReturnValue:
     state = _state_filter()
-    search = session.get(SEARCH_KEY) or ""
+    search = _applied_search()
     page = page_number()
-    matching = _search_conditions(search) if search else None
+    matching = queries.order_search(search) if search else None
     with runtime().store.read() as db:
-        count_query = select(Order.state, func.count()).group_by(Order.state)
-        if matching is not None:
-            count_query = count_query.where(matching)
-        counts = {OrderState(s): n for s, n in db.execute(count_query)}
+        counts = state_counts(db, matching)
         query = select(Order)
         if matching is not None:
             query = query.where(matching)
@@ -102,9 +112,22 @@ def order_list() -> ResponseReturnValue:
         all_count=sum(counts.values()),
         state=state,
         search=search,
+        kept_search=str(session.get(SEARCH_KEY) or "") if not search else "",
+        search_arg="1" if search else None,
         total=total,
         page=page,
         pages=max(1, -(-total // PAGE_SIZE)),
+    )
+
+
+@bp.get("/orders/counts")
+def order_counts() -> ResponseReturnValue:
+    """Orders per state as JSON, for Home's and the list's counts to refresh themselves."""
+    search = _applied_search()
+    with runtime().store.read() as db:
+        counts = state_counts(db, queries.order_search(search) if search else None)
+    return jsonify(
+        {"counts": {s.value: counts.get(s, 0) for s in OrderState}, "all": sum(counts.values())}
     )
 
 
@@ -116,13 +139,21 @@ def order_search() -> ResponseReturnValue:
     else:
         session.pop(SEARCH_KEY, None)
     state = _state_filter()
-    return redirect(url_for("console.order_list", state=state.value if state else None), 303)
+    return redirect(
+        url_for(
+            "console.order_list",
+            state=state.value if state else None,
+            search="1" if text else None,
+        ),
+        303,
+    )
 
 
 @bp.post("/orders/search/clear")
 def order_search_clear() -> ResponseReturnValue:
     session.pop(SEARCH_KEY, None)
-    return redirect(url_for("console.order_list"), 303)
+    state = _state_filter()  # clearing the search keeps the state the list was filtered by
+    return redirect(url_for("console.order_list", state=state.value if state else None), 303)
 
 
 @dataclass(frozen=True)
@@ -149,7 +180,7 @@ _OUTCOME_TONE = {
 
 def _timeline(
     db: Session, order: Order
-) -> tuple[list[TimelineEntry], list[object], list[MessageAction]]:
+) -> tuple[list[TimelineEntry], list[Notification], list[MessageAction]]:
     callbacks, attempts, emails = queries.order_history(db, order)
     routed, routed_attempts = queries.message_actions(db, order)
     entries: list[TimelineEntry] = []
@@ -225,6 +256,46 @@ def _timeline(
     return entries, list(emails), routed
 
 
+@dataclass(frozen=True)
+class EmailView:
+    subject: str
+    text: str
+
+
+def _email_view(order: Order, email: Notification) -> EmailView:
+    """A staff e-mail as the outbox renders it from what the order holds now."""
+    try:
+        rendered = runtime().emails.render(
+            email.kind, order_facts(order), dict(email.context), attachment_note=""
+        )
+    except TemplateError:
+        return EmailView("(cannot be shown)", "")
+    return EmailView(rendered.subject, rendered.text)
+
+
+def _live(order: Order, now: datetime) -> dict[str, object]:
+    """What the order page's script compares to know the order moved on, and how often to ask."""
+    leased = lifecycle.is_leased(order, now)
+    due_soon = order.next_attempt_at <= now + timedelta(minutes=1)
+    return {
+        "fingerprint": f"{order.state.value}/{order.step.value}/{order.run}/"
+        f"{order.updated_at.isoformat()}/{int(leased)}",
+        "settled": order.state not in ACTIVE_STATES and not leased,
+        "poll_seconds": 2 if leased or due_soon else 15,
+    }
+
+
+@bp.get("/orders/<int:order_id>/status")
+def order_status(order_id: int) -> ResponseReturnValue:
+    """The order's state as JSON, for its page to refresh itself until the order settles."""
+    with runtime().store.read() as db:
+        order = db.get(Order, order_id)
+        if order is None:
+            abort(404)
+        live = _live(order, utcnow())
+    return jsonify({"state": order.state.value, "step": order.step.value, **live})
+
+
 @bp.get("/orders/<int:order_id>")
 def order_page(order_id: int) -> ResponseReturnValue:
     now = utcnow()
@@ -235,6 +306,8 @@ def order_page(order_id: int) -> ResponseReturnValue:
         timeline, emails, routed = _timeline(db, order)
         _, maybe_applied = queries.earlier_attempts(db, order, order.step)
         would_have_sent = queries.shadow_writes(db, order.id)
+        provisioning = config_store.current_provisioning(db, runtime().settings.provisioning)
+    plan_wait = actions.waits_for_plan_mapping(order, provisioning)
     contract = Contract.from_json(order.contract) if order.contract else None
     powercode = runtime().settings.powercode
     leased = bool(order.lease_owner and order.lease_expires_at and order.lease_expires_at > now)
@@ -265,6 +338,16 @@ def order_page(order_id: int) -> ResponseReturnValue:
             else None
         ),
         steps=[s for s in Step if s != Step.FINISHED],
+        plan_wait=plan_wait,
+        can_map=current_user().role.allows(Role.ADMIN),
+        live=_live(order, now),
+        not_provisioned=(
+            STATE_WORDS[order.state]
+            if order.state in (OrderState.DUPLICATE, OrderState.NOT_OURS, OrderState.IGNORED)
+            else None
+        ),
+        email_views=[_email_view(order, email) for email in emails],
+        recipients=len(runtime().settings.mail.recipients),
     )
 
 
@@ -278,7 +361,7 @@ def _act(order_id: int, act: Callable[[Session, str, str], str]) -> ResponseRetu
                 abort(404)
             message = act(db, order.order_ref, actor)
     except ActionRefused as refusal:
-        flash(f"Not done: {refusal}", "error")
+        flash(f"Not done: {in_words(str(refusal))}", "error")
     else:
         flash(message, "info")
         runtime().wakeup.set()  # a worker in this process starts at once
@@ -295,12 +378,66 @@ def order_retry(order_id: int) -> ResponseReturnValue:
         abort(400)
     if from_step == Step.FINISHED:
         abort(400)
+    if request.form.get("confirm") != "yes":
+        with runtime().store.read() as db:
+            order = db.get(Order, order_id)
+            if order is None:
+                abort(404)
+            try:
+                order, step = actions.check_retry(db, order.order_ref, utcnow(), from_step)
+            except ActionRefused:
+                resends = False  # the retry below says why it is refused
+            else:
+                resends = actions.retry_resends_success_email(db, order, step)
+        if resends:
+            # Staff would get the "customer created" e-mail again: the person says so first.
+            return render_template("console/confirm_retry.html", order=order, step=step)
 
     def act(db: Session, ref: str, actor: str) -> str:
         order = actions.retry_order(db, ref, utcnow(), from_step, actor=actor)
         return f"Order {ref} is queued again at “{STEP_WORDS[order.step]}”."
 
     return _act(order_id, act)
+
+
+@bp.post("/orders/<int:order_id>/map-plans")
+@require(Role.ADMIN)
+def order_map_plans(order_id: int) -> ResponseReturnValue:
+    """Map the plan texts an order waits for and retry it: one form on the order's page."""
+    texts = request.form.getlist("plan_text")
+    ids = request.form.getlist("service_id")
+    if not texts or len(texts) != len(ids) or len(texts) > 20:
+        abort(400)
+    chosen = dict(zip(texts, ids, strict=True))
+    actor = current_user().name
+    try:
+        with runtime().store.write() as db:
+            order = db.get(Order, order_id)
+            if order is None:
+                abort(404)
+            base = runtime().settings.provisioning
+            version, order = actions.map_plans_and_retry(
+                db,
+                order.order_ref,
+                chosen,
+                config_store.current_provisioning(db, base),
+                utcnow(),
+                actor=actor,
+            )
+            number = config_store.version_number(db, version)
+            ref = order.order_ref
+    except ConfigInvalid as invalid:
+        flash("Not saved: " + "; ".join(invalid.problems), "error")
+    except ActionRefused as refusal:
+        flash(f"Not done: {in_words(str(refusal))}", "error")
+    else:
+        mapped = ", ".join(f"“{t}” to service {i.strip()}" for t, i in chosen.items())
+        flash(
+            f"Mapped {mapped} (plan mapping version {number}); order {ref} is queued again.",
+            "info",
+        )
+        runtime().wakeup.set()
+    return redirect(url_for("console.order_page", order_id=order_id), 303)
 
 
 @bp.post("/orders/<int:order_id>/resolve")

@@ -3,9 +3,10 @@ audit log."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from dataclasses import replace
+from datetime import date, datetime, time, timedelta
 
-from flask import render_template
+from flask import render_template, request
 from flask.typing import ResponseReturnValue
 from sqlalchemy import func, select
 
@@ -86,12 +87,43 @@ def not_handled() -> ResponseReturnValue:
     )
 
 
+def _day(name: str) -> date | None:
+    raw = request.args.get(name, "")
+    try:
+        return date.fromisoformat(raw) if raw else None
+    except ValueError:
+        return None
+
+
 @bp.get("/audit")
 def audit_log() -> ResponseReturnValue:
     page = page_number()
+    since, until = _day("from"), _day("to")
+    shown = {
+        "user": request.args.get("user", "")[:64],
+        "action": request.args.get("action", "")[:64],
+        "order": request.args.get("order", "").strip().upper()[:64],
+        "from": since.isoformat() if since else "",
+        "to": until.isoformat() if until else "",
+        "logins": "1" if request.args.get("logins") == "1" else "",
+    }
+    where = audit.AuditFilter(
+        actor=shown["user"] or None,
+        action=shown["action"] or None,
+        order_ref=shown["order"] or None,
+        since=datetime.combine(since, time()) if since else None,
+        until=datetime.combine(until + timedelta(days=1), time()) if until else None,
+        hide_routine=not shown["logins"],
+    )
     with runtime().store.read() as db:
-        total = audit.count(db)
-        entries = audit.entries(db, limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE)
+        total = audit.count(db, where)
+        hidden = (
+            0
+            if shown["logins"] or shown["action"]
+            else audit.count(db, replace(where, hide_routine=False)) - total
+        )
+        entries = audit.entries(db, limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE, where=where)
+        actions, actors = audit.actions_and_actors(db)
         refs = {e.order_ref for e in entries if e.order_ref}
         rows = db.execute(select(Order.order_ref, Order.id).where(Order.order_ref.in_(refs)))
         order_ids = {ref: order_id for ref, order_id in rows}
@@ -100,6 +132,12 @@ def audit_log() -> ResponseReturnValue:
         entries=entries,
         order_ids=order_ids,
         total=total,
+        hidden=hidden,
         page=page,
         pages=max(1, -(-total // PAGE_SIZE)),
+        shown=shown,
+        filters={k: v for k, v in shown.items() if v},
+        actions=actions,
+        actors=actors,
+        filtered=any(v for k, v in shown.items() if k != "logins"),
     )

@@ -146,9 +146,7 @@ def provision_submit() -> ResponseReturnValue:
             status=422,
         )
     contract = actions.corrected_contract(original, corrections)
-    before = actions.contract_fields(original)
-    after = actions.contract_fields(contract)
-    changed = [actions.FIELD_LABELS[k].lower() for k in after if after[k] != before[k]]
+    changed = actions.corrected_fields(original, corrections)
     try:
         plans: list[PlannedService] | None = (
             actions.chosen_services(sorted(chosen), _effective()) if chosen else None
