@@ -178,7 +178,7 @@ def test_disabling_a_user_or_changing_their_role_ends_their_sessions(
     assert log_in(app.test_client(), "operator", PASSWORDS[Role.OPERATOR]).status_code == 401
     promoted = app.test_client()
     assert log_in(promoted, "viewer", PASSWORDS[Role.VIEWER]).status_code == 303
-    assert "Provision by hand" in promoted.get("/").get_data(as_text=True)  # the new role
+    assert 'href="/provision"' in promoted.get("/").get_data(as_text=True)  # the new role
 
 
 def test_session_cookie_is_http_only_same_site_lax_and_secure_by_default(

@@ -181,7 +181,9 @@ class _TemplateKind:
     name: str  # in the page's <title> and the "saved" message
     title: str
     intro: str
-    has_file: bool  # a template file that can be put back in force (the installation ticket)
+    # Its file can be put back in force with one button (the installation ticket's; the message
+    # ticket's file is in force until a version is saved, and then reached by rolling back).
+    has_file: bool
 
 
 _INSTALL = _TemplateKind(
@@ -221,7 +223,7 @@ def _current_template(which: _TemplateKind) -> tuple[str, str, str | None]:
         file_source, file_name = "", None
         file_origin = str(problem)
     else:
-        file_origin = f"the file {path.name}" if which.has_file else "the built-in template"
+        file_origin = f"the file {path.name}"
     with runtime().store.read() as db:
         version = config_store.latest(db, which.kind)
         # A version without a source puts the file back in force (use_file_template).
