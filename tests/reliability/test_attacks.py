@@ -1,0 +1,150 @@
+"""Attacks tried against the product (RELIABILITY.md, "Attacks"), each kept from coming back.
+
+Every test here failed on the code before its fix; each is named after what it protects.
+"""
+
+from __future__ import annotations
+
+import copy
+from email import message_from_bytes, policy
+from email.message import EmailMessage
+
+import pytest
+
+from tests.conftest import ManualClock, load_order, queue_order
+from utopia_handler.clients.utopia import Contract
+from utopia_handler.emulators import Emulators
+from utopia_handler.notify.messages import Attachment, OrderFacts, compose
+from utopia_handler.runtime import Runtime
+from utopia_handler.store.models import NotificationKind, OrderState
+from utopia_handler.worker import Worker
+
+DEMO_ORDER = "UIA202611-004217"  # a plain order of the UTOPIA stand-in's seed
+# Decoded by a mail reader (and by Python's own header parser) into a header break.
+ENCODED_BREAK = "=?utf-8?q?Hi=0D=0AReply-To:_attacker@evil.example=0D=0A=0D=0AWire_the_money?="
+EXPECTED_HEADERS = {
+    "Subject",
+    "From",
+    "To",
+    "Date",
+    "Message-ID",
+    "Auto-Submitted",
+    "MIME-Version",
+    "Content-Type",
+}
+
+
+def parsed(message: EmailMessage) -> EmailMessage:
+    """The e-mail as a recipient's mail program reads the bytes sent."""
+    reread = message_from_bytes(message.as_bytes(), policy=policy.default)
+    assert isinstance(reread, EmailMessage)
+    return reread
+
+
+def assert_only_our_headers(message: EmailMessage, runtime: Runtime) -> None:
+    assert set(message.keys()) == EXPECTED_HEADERS, message.keys()
+    assert message.get_all("Reply-To") is None
+    assert message["From"] == runtime.settings.mail.sender
+    assert message["To"] == ", ".join(runtime.settings.mail.recipients)
+    subject = str(message["Subject"])
+    assert not any(char in subject for char in "\r\n\x85\u2028\u2029"), repr(subject)
+    assert "=?" not in subject  # nothing left for a mail reader to decode
+
+
+def staff_email_for(emulators: Emulators, order_ref: str) -> EmailMessage:
+    found = [m for m in emulators.smtp.messages if order_ref in str(m["Message-ID"])]
+    assert len(found) == 1, [str(m["Subject"]) for m in emulators.smtp.messages]
+    return parsed(found[0])
+
+
+# 1. E-mail header injection ----------------------------------------------------------------------
+
+
+def test_a_customer_name_cannot_add_headers_to_the_staff_email(
+    runtime: Runtime, emulators: Emulators, worker: Worker
+) -> None:
+    ref = "UIA202611-770001"
+    contract = copy.deepcopy(emulators.utopia.orders[DEMO_ORDER])
+    contract["customer"]["firstname"] = ENCODED_BREAK
+    contract["address"]["siteid"] = "770001"
+    emulators.utopia.add_order(ref, contract)
+    queue_order(runtime, ref)
+    worker.run_until_idle()
+
+    assert load_order(runtime, ref).state == OrderState.DONE
+    message = staff_email_for(emulators, ref)
+    assert_only_our_headers(message, runtime)
+    assert "Wire the money" not in message.get_body(("plain",)).get_content().split("\n")[0]
+
+
+@pytest.mark.parametrize(
+    "kind", [NotificationKind.TEST, NotificationKind.HELD, NotificationKind.DUPLICATE]
+)
+def test_an_order_reference_cannot_add_headers_to_any_email(
+    runtime: Runtime, kind: NotificationKind
+) -> None:
+    # Behind the order reference check of the callback: whatever reaches the renderer.
+    context = {"order_ref": ENCODED_BREAK, "event": ENCODED_BREAK, "headline": ENCODED_BREAK}
+    rendered = runtime.emails.render(kind, None, context, "")
+    attachment = Attachment(f'../../x"y;{ENCODED_BREAK}\r\nX: 1.pdf', b"%PDF-1.4")
+    message = parsed(compose(rendered, runtime.settings.mail, "test.1", attachment))
+
+    assert set(message.keys()) == EXPECTED_HEADERS
+    assert message.get_all("Reply-To") is None and message.get_all("X") is None
+    [pdf] = list(message.iter_attachments())
+    assert set(pdf.keys()) == {
+        "Content-Type",
+        "Content-Transfer-Encoding",
+        "Content-Disposition",
+        "MIME-Version",
+    }
+    filename = pdf.get_filename()
+    assert filename is not None and "\n" not in filename and "\r" not in filename
+
+
+# 3. A line break in a UTOPIA name ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("breaker", ["\r\n", "\n", "\r", "\x85", "\u2028", "\u2029", "\x0b"])
+def test_a_line_break_in_a_stored_name_still_lets_the_email_go_out(
+    runtime: Runtime, emulators: Emulators, breaker: str
+) -> None:
+    # A contract stored before its fields were cleaned at the client boundary.
+    stored = copy.deepcopy(emulators.utopia.orders[DEMO_ORDER])
+    contract = Contract.from_json(
+        {
+            "order_ref": DEMO_ORDER,
+            "site_id": "204817",
+            "customer": {
+                "first_name": f"Avery{breaker}Bcc: everyone@evil.example",
+                "last_name": stored["customer"]["lastname"],
+                "email": "",
+                "phone": "",
+            },
+        }
+    )
+    facts = OrderFacts(DEMO_ORDER, contract, 10001, "77", ("1 Gbps (service 164)",), ())
+    rendered = runtime.emails.render(NotificationKind.SUCCESS, facts, {}, "")
+    runtime.mailer.send(compose(rendered, runtime.settings.mail, f"success.{DEMO_ORDER}", None))
+
+    message = staff_email_for(emulators, DEMO_ORDER)
+    assert_only_our_headers(message, runtime)
+    assert "Avery Bcc: everyone@evil.example" in str(message["Subject"])
+    _, recipients = emulators.smtp.envelopes[-1]
+    assert sorted(recipients) == sorted(runtime.settings.mail.recipients)
+
+
+def test_the_worker_sends_the_email_of_an_order_with_a_line_break_in_its_name(
+    runtime: Runtime, emulators: Emulators, worker: Worker, clock: ManualClock
+) -> None:
+    ref = "UIA202611-770002"
+    contract = copy.deepcopy(emulators.utopia.orders[DEMO_ORDER])
+    contract["customer"]["firstname"] = "Avery\u2028Jo\x85Ann"
+    contract["address"]["siteid"] = "770002"
+    emulators.utopia.add_order(ref, contract)
+    queue_order(runtime, ref)
+    worker.run_until_idle()
+
+    assert load_order(runtime, ref).state == OrderState.DONE
+    message = staff_email_for(emulators, ref)  # sent at the first try, not retried for a day
+    assert_only_our_headers(message, runtime)
