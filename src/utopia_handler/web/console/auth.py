@@ -26,8 +26,8 @@ from utopia_handler.web.console.common import (
     SECURITY_HEADERS,
     bp,
     current_user,
-    is_safe_target,
     runtime,
+    safe_target,
     template_globals,
 )
 from utopia_handler.web.security import client_address
@@ -96,8 +96,7 @@ def store_error(error: SQLAlchemyError) -> ResponseReturnValue:
 
 @bp.route("/login", methods=["GET", "POST"])
 def login() -> ResponseReturnValue:
-    target = request.values.get("next")
-    target = target if is_safe_target(target) else None
+    target = safe_target(request.values.get("next"))
     if request.method == "GET" and g.user is not None:
         return redirect(target or url_for("console.home"))
     error, status = None, 200
