@@ -5,11 +5,20 @@ Every test here failed on the code before its fix; each is named after what it p
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from datetime import timedelta
+
 import pytest
 from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import select
 
-from tests.console.conftest import PASSWORDS, csrf_token
-from utopia_handler.store.console_models import Role
+from tests.console.conftest import PASSWORDS, csrf_token, log_in
+from utopia_handler import accounts
+from utopia_handler.app import create_app
+from utopia_handler.runtime import Runtime
+from utopia_handler.store.console_models import AuditEntry, LoginFailure, Role
+from utopia_handler.timeutil import utcnow
 
 # 2. Open redirect after login --------------------------------------------------------------------
 
@@ -68,3 +77,101 @@ def test_login_still_returns_to_a_page_of_the_console(app: Flask, users: dict[Ro
         },
     )
     assert answer.headers["Location"] == "/orders?state=waiting"
+
+
+# 4. Locking other people out of the console ------------------------------------------------------
+
+
+def _from(app: Flask, address: str, forwarded_for: str | None = None) -> FlaskClient:
+    client = app.test_client()
+    client.environ_base["REMOTE_ADDR"] = address
+    if forwarded_for is not None:
+        client.environ_base["HTTP_X_FORWARDED_FOR"] = forwarded_for
+    return client
+
+
+def _let_time_pass(runtime: Runtime, seconds: float) -> None:
+    """Make the recorded failures that much older (negative: newer)."""
+    with runtime.store.write() as session:
+        for failure in session.scalars(select(LoginFailure)):
+            failure.at -= timedelta(seconds=seconds)
+
+
+def test_a_stranger_cannot_lock_a_user_out_by_failing_for_them(
+    app: Flask, users: dict[Role, str]
+) -> None:
+    stranger = _from(app, "198.51.100.7")
+    for _ in range(10):
+        assert log_in(stranger, "operator", "not-the-password-at-all").status_code in (401, 429)
+    # The right password from the operator's own address works at once.
+    assert log_in(_from(app, "192.0.2.44"), "operator", PASSWORDS[Role.OPERATOR]).status_code == 303
+
+
+def test_behind_nginx_without_trusted_proxies_failures_do_not_lock_everyone_out(
+    app: Flask, users: dict[Role, str]
+) -> None:
+    # TRUSTED_PROXIES unset: every request through nginx comes from 127.0.0.1.
+    for number in range(20):
+        attacker = _from(app, "127.0.0.1", "198.51.100.7")
+        assert log_in(attacker, f"guess{number}", "wrong-password-xyz").status_code == 401
+    colleague = _from(app, "127.0.0.1", "198.51.100.8")
+    assert log_in(colleague, "admin", PASSWORDS[Role.ADMIN]).status_code == 303
+
+
+def test_failing_again_and_again_from_one_address_waits_a_growing_delay_never_a_lock(
+    console_runtime: Runtime, users: dict[Role, str]
+) -> None:
+    store, now = console_runtime.store, utcnow()
+    waits: list[int] = []
+    while len(waits) < 9:
+        outcome = accounts.log_in(store, "operator", "not-the-password", "198.51.100.7", now)
+        assert outcome.token is None
+        if outcome.retry_after is not None:
+            waits.append(outcome.retry_after)
+            now += timedelta(seconds=outcome.retry_after)  # the guesser waits as told
+    assert waits == [1, 2, 4, 8, 16, 32, 60, 60, 60]
+    assert waits[-1] == accounts.MAX_LOGIN_DELAY.total_seconds()
+    assert not accounts.log_in(store, "operator", "another-guess", "198.51.100.7", now).throttled
+
+    # While it waits, even the right password is refused unchecked from that address...
+    right = PASSWORDS[Role.OPERATOR]
+    assert accounts.log_in(store, "operator", right, "198.51.100.7", now).throttled
+    # ...but not from the operator's own address,
+    assert accounts.log_in(store, "operator", right, "192.0.2.44", now).token is not None
+    # and after the longest delay from that address too: never a lock.
+    later = now + accounts.MAX_LOGIN_DELAY
+    assert accounts.log_in(store, "operator", right, "198.51.100.7", later).token is not None
+
+
+def test_a_trusted_proxy_delays_the_real_sender_only(
+    make_runtime: Callable[..., Runtime], users: dict[Role, str]
+) -> None:
+    runtime = make_runtime(SESSION_COOKIE_SECURE="false", TRUSTED_PROXIES="127.0.0.1")
+    proxied = create_app(runtime)
+    for _ in range(accounts.FREE_LOGIN_FAILURES):
+        log_in(_from(proxied, "127.0.0.1", "198.51.100.7"), "admin", "wrong-password-xyz")
+    # However slow this machine is, the delay has not passed yet.
+    _let_time_pass(runtime, -30)
+    refused = log_in(_from(proxied, "127.0.0.1", "198.51.100.7"), "admin", PASSWORDS[Role.ADMIN])
+    assert refused.status_code == 429 and int(refused.headers["Retry-After"]) >= 1
+    assert "Wait" in refused.get_data(as_text=True)
+    colleague = _from(proxied, "127.0.0.1", "198.51.100.8")
+    assert log_in(colleague, "admin", PASSWORDS[Role.ADMIN]).status_code == 303
+
+
+def test_failed_log_ins_are_in_the_audit_log_without_the_password(
+    app: Flask, console_runtime: Runtime, users: dict[Role, str]
+) -> None:
+    log_in(_from(app, "198.51.100.7"), "Operator", "wrong-password-4e1a-zz")
+    typed_as_name = "a-password-typed-in-the-name-field-" + "x" * 200
+    log_in(_from(app, "198.51.100.9"), typed_as_name, "another-wrong-password-77")
+    with console_runtime.store.read() as session:
+        rows = session.scalars(
+            select(AuditEntry).where(AuditEntry.action == "login_failed").order_by(AuditEntry.id)
+        ).all()
+    first, second = rows
+    assert (first.actor, first.detail) == ("operator", "from 198.51.100.7")
+    assert len(second.actor) <= accounts.AUDITED_NAME_CHARS
+    assert second.detail == "from 198.51.100.9"
+    for row in rows:
+        assert "wrong-password" not in f"{row.actor} {row.detail}"

@@ -104,7 +104,7 @@ def login() -> ResponseReturnValue:
         name = request.form.get("username", "")[:200]
         password = request.form.get("password", "")[:2000]
         # Behind a trusted proxy (TRUSTED_PROXIES) the throttle counts the real sender, so one
-        # person's failures do not lock out everybody who comes through nginx.
+        # person's failures do not delay everybody who comes through nginx.
         source = client_address(
             request.remote_addr,
             request.headers.getlist("X-Forwarded-For"),
@@ -123,14 +123,16 @@ def login() -> ResponseReturnValue:
             remote=address,
             throttled=outcome.throttled,
         )
-        if outcome.throttled:
-            error, status = (
-                "Too many failed log-ins for this user or from this address. "
-                f"Wait {accounts.THROTTLE_WINDOW.seconds // 60} minutes, then try again.",
-                429,
+        if outcome.retry_after is not None:
+            seconds = outcome.retry_after
+            page = render_template(
+                "console/login.html",
+                error="Too many failed log-ins for this user from this address. "
+                f"Wait {seconds} second{'' if seconds == 1 else 's'}, then try again.",
+                next=target,
             )
-        else:
-            error, status = "Wrong user name or password (or the user is disabled).", 401
+            return page, 429, {"Retry-After": str(seconds)}
+        error, status = "Wrong user name or password (or the user is disabled).", 401
     return render_template("console/login.html", error=error, next=target), status
 
 
