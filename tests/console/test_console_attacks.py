@@ -13,7 +13,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select
 
-from tests.console.conftest import PASSWORDS, csrf_token, log_in
+from tests.console.conftest import PASSWORDS, csrf_token, log_in, post_form
 from utopia_handler import accounts
 from utopia_handler.app import create_app
 from utopia_handler.runtime import Runtime
@@ -175,3 +175,36 @@ def test_failed_log_ins_are_in_the_audit_log_without_the_password(
     assert second.detail == "from 198.51.100.9"
     for row in rows:
         assert "wrong-password" not in f"{row.actor} {row.detail}"
+
+
+# 5. Ticket templates that misbehave --------------------------------------------------------------
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize(
+    "source",
+    [
+        "{{ customer_id / 0 }}",
+        "{% include 'new_desc.txt' %}",
+        "{% macro f() %}{{ f() }}{% endmacro %}{{ f() }}",
+        "{{ 'x' * 10000000 }}",
+        "{% for i in range(9000) %}{% for j in range(9000) %}{% endfor %}{% endfor %}",
+    ],
+)
+def test_a_misbehaving_ticket_template_is_explained_in_words_never_a_500(
+    client_as: Callable[[Role], FlaskClient], source: str
+) -> None:
+    admin = client_as(Role.ADMIN)
+    preview = admin.post(
+        "/settings/ticket-template/preview",
+        data={"source": source, "csrf_token": csrf_token(admin, "/settings/ticket-template")},
+        headers={"Accept": "application/json"},
+    )
+    assert preview.status_code == 200
+    answer = preview.get_json()
+    assert answer["ok"] is False and "failed to render" in answer["problems"][0]
+
+    page = post_form(admin, "/settings/ticket-template/preview", {"source": source})
+    assert page.status_code == 200 and "failed to render" in page.get_data(as_text=True)
+    saved = post_form(admin, "/settings/ticket-template", {"source": source})
+    assert saved.status_code == 422 and "Not saved" in saved.get_data(as_text=True)

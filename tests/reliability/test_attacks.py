@@ -6,17 +6,20 @@ Every test here failed on the code before its fix; each is named after what it p
 from __future__ import annotations
 
 import copy
+import time
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 
 import pytest
 
 from tests.conftest import ManualClock, load_order, queue_order
+from utopia_handler import config_store
 from utopia_handler.clients.utopia import Contract
 from utopia_handler.emulators import Emulators
 from utopia_handler.notify.messages import Attachment, OrderFacts, compose
 from utopia_handler.runtime import Runtime
-from utopia_handler.store.models import NotificationKind, OrderState
+from utopia_handler.store.models import NotificationKind, OrderState, Step
+from utopia_handler.timeutil import utcnow
 from utopia_handler.worker import Worker
 
 DEMO_ORDER = "UIA202611-004217"  # a plain order of the UTOPIA stand-in's seed
@@ -148,3 +151,69 @@ def test_the_worker_sends_the_email_of_an_order_with_a_line_break_in_its_name(
     assert load_order(runtime, ref).state == OrderState.DONE
     message = staff_email_for(emulators, ref)  # sent at the first try, not retried for a day
     assert_only_our_headers(message, runtime)
+
+
+# 5. Ticket templates that stall or exhaust the process ------------------------------------------
+
+# Sizes are kept small enough that the code before the fix survived them (slowly, or with an
+# exception that became a 500), while each is far over the limits now.
+RUNAWAY_TEMPLATES = {
+    "nested loops": "{% for i in range(99999) %}{% for j in range(99999) %}{% endfor %}{% endfor %}",
+    "a long range": "{% for i in range(20000) %}.{% endfor %}",
+    "slow work": "{% for i in range(9999) %}{{ (customer_name * 40)|wordwrap(1)|length }}"
+    "{% endfor %}",
+    "string repetition": "{{ 'x' * 10000000 }}",
+    "list repetition": "{{ ([0] * 10000000)|length }}",
+    "doubling": "{% set ns = namespace(s='x') %}{% for i in range(24) %}"
+    "{% set ns.s = ns.s ~ ns.s %}{% endfor %}{{ ns.s|length }}",
+    "a huge power": "{{ 10 ** 1000000 }}",
+    "a % width": "{{ '%5000000d' % 1 }}",
+    "a format width": "{{ '{:>5000000}'.format(1) }}",
+    "a center width": "{{ 'x'|center(5000000) }}",
+    "a long join": "{{ range(10000)|join('x' * 1000) }}",
+    "lipsum": "{{ lipsum(n=300) }}",
+    "too much output": "{% for i in range(9000) %}0123456789abcdef{% endfor %}",
+    "recursion": "{% macro f() %}{{ f() }}{% endmacro %}{{ f() }}",
+    "include": "{% include 'new_desc.txt' %}",
+    "import": "{% import 'new_desc.txt' as other %}",
+    "from import": "{% from 'new_desc.txt' import x %}",
+    "extends": "{% extends 'new_desc.txt' %}",
+    "division by zero": "{{ customer_id / 0 }}",
+    "a type error": "{{ customer_name - 1 }}",
+}
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("source", RUNAWAY_TEMPLATES.values(), ids=RUNAWAY_TEMPLATES.keys())
+def test_a_ticket_template_cannot_stall_or_exhaust_the_process(
+    runtime: Runtime, source: str
+) -> None:
+    started = time.monotonic()
+    with pytest.raises(config_store.ConfigInvalid) as refused:
+        config_store.preview_ticket(runtime.tickets, source)
+    assert time.monotonic() - started < 10
+    [problem] = refused.value.problems
+    assert problem.startswith("ticket template (the template being edited) failed to render: ")
+
+
+@pytest.mark.timeout(120)
+def test_a_template_that_runs_away_only_on_real_data_holds_the_order_with_the_reason(
+    runtime: Runtime, emulators: Emulators, worker: Worker
+) -> None:
+    # The sample order of the preview skips the loop; a real order runs 50,000 x 50,000 times.
+    source = (
+        "<p>{{ customer_name }}</p>{% if order_ref != 'UIA000000-000000' %}"
+        "{% for i in range(customer_id * 5) %}{% for j in range(customer_id * 5) %}"
+        "{% endfor %}{% endfor %}{% endif %}"
+    )
+    with runtime.store.write() as session:
+        config_store.save_ticket_template(session, runtime.tickets, source, "test", utcnow())
+    queue_order(runtime, DEMO_ORDER)
+    started = time.monotonic()
+    worker.run_until_idle()
+
+    assert time.monotonic() - started < 30
+    order = load_order(runtime, DEMO_ORDER)
+    assert (order.state, order.step) == (OrderState.WAITING, Step.CREATE_TICKET)
+    assert order.reason is not None and "went over a limit" in order.reason
+    assert emulators.powercode.tickets == {}
