@@ -16,6 +16,7 @@ from sqlalchemy import select
 from tests.console.conftest import PASSWORDS, csrf_token, log_in, post_form
 from utopia_handler import accounts
 from utopia_handler.app import create_app
+from utopia_handler.emulators import Emulators
 from utopia_handler.runtime import Runtime
 from utopia_handler.store.console_models import AuditEntry, LoginFailure, Role
 from utopia_handler.timeutil import utcnow
@@ -208,3 +209,23 @@ def test_a_misbehaving_ticket_template_is_explained_in_words_never_a_500(
     assert page.status_code == 200 and "failed to render" in page.get_data(as_text=True)
     saved = post_form(admin, "/settings/ticket-template", {"source": source})
     assert saved.status_code == 422 and "Not saved" in saved.get_data(as_text=True)
+
+
+# 6. Passwords in URLs on the settings page ------------------------------------------------------
+
+
+def test_the_settings_page_shows_no_credential_from_a_url_query(
+    make_runtime: Callable[..., Runtime], emulators: Emulators
+) -> None:
+    runtime = make_runtime(
+        SESSION_COOKIE_SECURE="false",
+        UTOPIA_URL_ENDPOINT=f"{emulators.utopia.base_url}/?api_key=UtopiaQ5ecret#token=Frag5ecretT",
+    )
+    app = create_app(runtime)
+    with runtime.store.write() as session:
+        accounts.add_user(session, "boss", PASSWORDS[Role.ADMIN], Role.ADMIN, utcnow(), actor="t")
+    client = app.test_client()
+    assert log_in(client, "boss", PASSWORDS[Role.ADMIN]).status_code == 303
+    page = client.get("/settings").get_data(as_text=True)
+    assert "api_key=********" in page
+    assert "UtopiaQ5ecret" not in page and "Frag5ecretT" not in page

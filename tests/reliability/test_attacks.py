@@ -9,15 +9,19 @@ import copy
 import time
 from email import message_from_bytes, policy
 from email.message import EmailMessage
+from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
 from tests.conftest import ManualClock, load_order, queue_order
 from utopia_handler import config_store
+from utopia_handler.cli import cli
 from utopia_handler.clients.utopia import Contract
 from utopia_handler.emulators import Emulators
 from utopia_handler.notify.messages import Attachment, OrderFacts, compose
 from utopia_handler.runtime import Runtime
+from utopia_handler.settings.converters import mask_credentials
 from utopia_handler.store.models import NotificationKind, OrderState, Step
 from utopia_handler.timeutil import utcnow
 from utopia_handler.worker import Worker
@@ -217,3 +221,54 @@ def test_a_template_that_runs_away_only_on_real_data_holds_the_order_with_the_re
     assert (order.state, order.step) == (OrderState.WAITING, Step.CREATE_TICKET)
     assert order.reason is not None and "went over a limit" in order.reason
     assert emulators.powercode.tickets == {}
+
+
+# 6. Passwords in URLs shown with the settings -----------------------------------------------------
+
+URL_SECRETS = ("Hunter2Pg", "Ssl5ecretX", "UtopiaQ5ecret", "Frag5ecretT", "PcT0kenZ", "User1nfo")
+LEAKY_URLS = {
+    "DATABASE_URL": "postgresql://handler@db.internal/handler?sslmode=require&password=Hunter2Pg"
+    "&sslpassword=Ssl5ecretX",
+    "UTOPIA_URL_ENDPOINT": "https://api.utopia.example/v1?network=UTOPIA&api_key=UtopiaQ5ecret"
+    "#access_token=Frag5ecretT",
+    "PC_URL_API": "https://pc.example.net:444/api/1/index.php?Token=PcT0kenZ",
+}
+
+
+def test_check_config_shows_no_credential_from_any_part_of_a_url(
+    base_env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # no stray .env from the working folder
+    result = CliRunner().invoke(cli, ["check-config"], env={**base_env, **LEAKY_URLS}, obj={})
+    assert result.exit_code == 0, result.output
+    for secret in URL_SECRETS:
+        assert secret not in result.output
+    shown = dict(line.split(" = ", 1) for line in result.output.splitlines() if " = " in line)
+    assert shown["database_url"] == (
+        "postgresql://********@db.internal/handler?sslmode=require&password=********"
+        "&sslpassword=********"
+    )
+    assert shown["utopia.url"] == (
+        "https://api.utopia.example/v1?network=UTOPIA&api_key=********#access_token=********"
+    )
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("postgresql://u:User1nfo@h/db", "postgresql://u:********@h/db"),
+        (
+            "postgresql://u:Us/er1nfo@h/db?application_name=x",
+            "postgresql://u:********@h/db?application_name=x",
+        ),
+        ("postgresql://User1nfo@h/db", "postgresql://********@h/db"),
+        ("sqlite:////var/lib/x@y/handler.db", "sqlite:////var/lib/x@y/handler.db"),
+        ("postgresql://h/db?PassWord=Hunter2Pg", "postgresql://h/db?PassWord=********"),
+        ("postgresql://h/db?pass%77ord=Hunter2Pg", "postgresql://h/db?pass%77ord=********"),
+        ("https://h/x;secret=Ssl5ecretX", "https://h/x;secret=********"),
+    ],
+)
+def test_every_credential_in_a_url_is_masked_wherever_settings_are_shown(
+    url: str, shown: str
+) -> None:
+    assert mask_credentials(url) == shown

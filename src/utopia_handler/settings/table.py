@@ -574,6 +574,8 @@ def display(value: object) -> str:
         return f"{value.utopia_text!r} -> {value.service_id}"
     if isinstance(value, tuple):
         return ", ".join(display(item) for item in value) if value else "(none)"
+    if isinstance(value, str) and "://" in value:
+        return mask_credentials(value)  # any URL: a password or token may be written into it
     return str(value)
 
 
