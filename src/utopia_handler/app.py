@@ -42,6 +42,7 @@ def warn_about_risky_settings(settings: Settings) -> None:
 def create_app(runtime: Runtime) -> Flask:
     """The WSGI app: callback endpoint and health checks."""
     from utopia_handler.web import callbacks, health, openapi
+    from utopia_handler.web.security import PeerRecorder
 
     app = Flask(__name__)
     app.config.update(
@@ -52,6 +53,8 @@ def create_app(runtime: Runtime) -> Flask:
         JSON_SORT_KEYS=False,
     )
     app.extensions["runtime"] = runtime
+    # Outermost: the socket peer and any proxy header, as the server received them.
+    app.wsgi_app = PeerRecorder(app.wsgi_app, runtime.settings.web.guard.trusted_proxies)  # type: ignore[method-assign]
     app.register_blueprint(callbacks.bp)
     app.register_blueprint(health.bp)
     app.register_blueprint(openapi.bp)

@@ -1,0 +1,149 @@
+"""The HTTP side as production runs it, under BOTH servers: `serve` (waitress) and `web` (gunicorn).
+
+What a request meets must not depend on the server: the same answers to odd bodies (never a
+5xx), the same size limit for chunked and plain bodies, the same idea of a local request. Each
+server runs once per module as a real child process on the stand-ins.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import sqlite3
+from collections.abc import Iterator
+from contextlib import closing
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import CALLBACK_TOKEN, SECRET_KEY, new_order, wait_for
+from tests.postgres.processes import Child, ProcessGroup, command_env, free_port
+from utopia_handler.emulators import Emulators, start_emulators
+
+pytestmark = pytest.mark.timeout(300)
+
+SERVERS = ("serve", "web")
+LIMIT = 65_536  # MAX_CALLBACK_BYTES, the default
+
+
+@dataclass
+class RunningServer:
+    kind: str
+    url: str
+    port: int
+    database: Path
+    child: Child
+
+
+@pytest.fixture(scope="module")
+def stand_ins() -> Iterator[Emulators]:
+    running = start_emulators(seed=True)
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+@pytest.fixture(scope="module", params=SERVERS)
+def server(
+    request: pytest.FixtureRequest,
+    stand_ins: Emulators,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[RunningServer]:
+    kind = str(request.param)
+    folder = tmp_path_factory.mktemp(kind)
+    port = free_port()
+    env = command_env(
+        {
+            **stand_ins.env(),
+            "DATA_DIR": str(folder / "data"),
+            "SECRET_KEY": SECRET_KEY,
+            "UTOPIA_CALLBACK_TOKEN": CALLBACK_TOKEN,
+            "EMAIL_SENDER": "handler@isp.example",
+            "EMAIL_RECIPIENTS": "staff@isp.example",
+            "TICKET_TEMPLATE_DIR": str(folder / "ticket_descriptions"),
+            "FLASK_PORT": str(port),
+            # One source sends every request here.
+            "CALLBACK_RATE_LIMIT": "100000",
+            "CALLBACK_RATE_BURST": "100000",
+            "RUN_WORKER_IN_SERVE": "false",
+            "WEB_WORKERS": "1",
+            "WEB_THREADS": "4",
+        }
+    )
+    group = ProcessGroup()
+    child = group.add(Child([kind], env, folder, kind))
+    running = RunningServer(
+        kind, f"http://127.0.0.1:{port}", port, folder / "data" / "utopia-handler.db", child
+    )
+
+    def healthy() -> bool:
+        assert child.alive(), child.tail()
+        try:
+            return httpx.get(f"{running.url}/healthz", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    try:
+        wait_for(healthy, timeout=60)
+        yield running
+    finally:
+        group.kill_all()
+
+
+def stored_callbacks(server: RunningServer) -> int:
+    with closing(sqlite3.connect(f"file:{server.database}?mode=ro", uri=True)) as connection:
+        return int(connection.execute("SELECT count(*) FROM callbacks").fetchone()[0])
+
+
+def raw_request(server: RunningServer, request: bytes, timeout: float = 15) -> tuple[int, bytes]:
+    """Send bytes as they are (chunked bodies, odd framing) and read the status and the answer."""
+    with socket.create_connection(("127.0.0.1", server.port), timeout=timeout) as connection:
+        connection.sendall(request)
+        with contextlib.suppress(ConnectionResetError, BrokenPipeError):
+            connection.shutdown(socket.SHUT_WR)
+        answer = b""
+        with contextlib.suppress(ConnectionResetError, TimeoutError):
+            while chunk := connection.recv(65536):
+                answer += chunk
+    status_line = answer.split(b"\r\n", 1)[0]
+    assert status_line.startswith(b"HTTP/1."), answer[:200]
+    return int(status_line.split()[1]), answer
+
+
+# 7. /metrics "local only" ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        ("X-Forwarded-For", "203.0.113.9"),
+        ("X-Forwarded-For", "127.0.0.1"),
+        ("Forwarded", "for=203.0.113.9"),
+        ("X-Real-IP", "203.0.113.9"),
+        ("X-Forwarded-Host", "handler.isp.example"),
+    ],
+)
+def test_metrics_are_local_only_judged_by_the_socket_peer_under_both_servers(
+    server: RunningServer, header: tuple[str, str]
+) -> None:
+    # A direct request from this machine is local...
+    assert httpx.get(f"{server.url}/metrics", timeout=10).status_code == 200
+    # ...one a proxy on this machine forwarded is not, whatever the server does with the header
+    # (waitress drops X-Forwarded-* of untrusted peers; it used to make such a request look local).
+    forwarded = httpx.get(f"{server.url}/metrics", headers=[header], timeout=10)
+    assert forwarded.status_code == 403, (server.kind, header, forwarded.text)
+
+
+def test_a_callback_still_stores_under_both_servers(server: RunningServer) -> None:
+    before = stored_callbacks(server)
+    answer = httpx.post(
+        f"{server.url}/api-callback",
+        params={"token": CALLBACK_TOKEN},
+        json=new_order("UIA202611-004217"),
+        timeout=10,
+    )
+    assert answer.status_code == 200, answer.text
+    assert stored_callbacks(server) == before + 1
