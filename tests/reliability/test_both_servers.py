@@ -147,3 +147,52 @@ def test_a_callback_still_stores_under_both_servers(server: RunningServer) -> No
     )
     assert answer.status_code == 200, answer.text
     assert stored_callbacks(server) == before + 1
+
+
+# 8. A body over the limit is refused, never cut ---------------------------------------------------
+
+
+def callback_of_size(size: int, order_ref: str = "UIA202611-004218") -> bytes:
+    """A valid new-order callback of exactly `size` bytes (padded in an extra field)."""
+    head = f'{{"orderref": "{order_ref}", "msg": "Project New Order", "pad": "'.encode()
+    body = head + b"x" * (size - len(head) - 2) + b'"}'
+    assert len(body) == size
+    return body
+
+
+def post_request(server: RunningServer, body: bytes, *, chunked: bool, chunk: int = 4096) -> bytes:
+    head = (
+        f"POST /api-callback?token={CALLBACK_TOKEN} HTTP/1.1\r\n"
+        f"Host: 127.0.0.1:{server.port}\r\nContent-Type: application/json\r\n"
+        "Connection: close\r\n"
+    ).encode()
+    if not chunked:
+        return head + f"Content-Length: {len(body)}\r\n\r\n".encode() + body
+    pieces = [body[i : i + chunk] for i in range(0, len(body), chunk)]
+    encoded = b"".join(b"%x\r\n%s\r\n" % (len(piece), piece) for piece in pieces)
+    return head + b"Transfer-Encoding: chunked\r\n\r\n" + encoded + b"0\r\n\r\n"
+
+
+@pytest.mark.parametrize("chunked", [True, False], ids=["chunked", "content-length"])
+@pytest.mark.parametrize("extra", [1, 100, 1000], ids=["limit+1", "limit+100", "limit+1000"])
+def test_a_body_over_the_limit_is_refused_with_413_never_stored_cut(
+    server: RunningServer, chunked: bool, extra: int
+) -> None:
+    # The first 64 KiB are a whole valid callback; the bytes after it must not be cut off.
+    body = callback_of_size(LIMIT, "UIA202611-770010") + b" " * (extra - 1) + b"x"
+    before = stored_callbacks(server)
+    status, answer = raw_request(server, post_request(server, body, chunked=chunked))
+    assert status == 413, (server.kind, answer[:300])
+    assert stored_callbacks(server) == before
+
+
+@pytest.mark.parametrize("chunked", [True, False], ids=["chunked", "content-length"])
+def test_a_body_of_exactly_the_limit_is_accepted_under_both_servers(
+    server: RunningServer, chunked: bool
+) -> None:
+    before = stored_callbacks(server)
+    status, answer = raw_request(
+        server, post_request(server, callback_of_size(LIMIT), chunked=chunked)
+    )
+    assert status == 200, (server.kind, answer[:300])
+    assert stored_callbacks(server) == before + 1

@@ -68,6 +68,20 @@ def _error(status: int, message: str) -> tuple[Response, int]:
     return jsonify({"error": message}), status
 
 
+def _read_body(limit: int) -> bytes | None:
+    """The whole request body, or None when it is longer than `limit` bytes.
+
+    One byte more than the limit is read, whether the body has a Content-Length or comes
+    chunked: a reader that stops at the limit cannot tell a body of exactly the limit from a
+    longer one cut there (gunicorn hands chunked bodies on, and Werkzeug's limit stops reading
+    at the limit without complaint). Over a Content-Length of limit + 1, Werkzeug answers 413
+    before reading.
+    """
+    request.max_content_length = limit + 1
+    body = request.get_data(cache=False)
+    return None if len(body) > limit else body
+
+
 def _authenticated(runtime: Runtime, signed: bool = False) -> bool:
     expected = runtime.settings.web.callback_token
     if expected is None:
@@ -97,7 +111,9 @@ def api_callback() -> tuple[Response, int]:
     refusal, worth_logging = gate.admit(source)
     if refusal is not None:
         return _refuse(refusal, source, log_it=worth_logging)
-    body = request.get_data(cache=False)  # over MAX_CONTENT_LENGTH, Flask answers 413 itself
+    body = _read_body(runtime.settings.web.max_body_bytes)
+    if body is None:
+        return _error(413, "the body is larger than the limit")
     if not _authenticated(runtime, gate.signs):
         log_event(log, "callback.unauthorized", logging.WARNING, remote=source)
         return _error(401, "missing or wrong callback token")
