@@ -35,7 +35,7 @@ def stored_rows(runtime: Runtime) -> tuple[int, int, int]:
 
 BAD_BODIES = [
     (b"not json", "not valid JSON"),
-    (b"\xff\xfe", "not valid JSON"),
+    (b"\xff\xfe", "not UTF-8"),
     (b"[1, 2]", "must be a JSON object"),
     (b'"Project New Order"', "must be a JSON object"),
     (b"{}", "'orderref' is missing"),

@@ -229,3 +229,25 @@ def test_the_settings_page_shows_no_credential_from_a_url_query(
     page = client.get("/settings").get_data(as_text=True)
     assert "api_key=********" in page
     assert "UtopiaQ5ecret" not in page and "Frag5ecretT" not in page
+
+
+# 9. A number too large for the database in a URL ------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", "/orders/99999999999999999999"),
+        ("GET", "/orders/9223372036854775808"),
+        ("GET", "/orders/99999999999999999999/provision"),
+        ("POST", "/orders/99999999999999999999/retry"),
+        ("POST", "/settings/rollback/99999999999999999999"),
+    ],
+)
+def test_an_id_too_large_for_the_database_is_not_found_not_a_500(
+    client_as: Callable[[Role], FlaskClient], method: str, path: str
+) -> None:
+    admin = client_as(Role.ADMIN)
+    answer = admin.get(path) if method == "GET" else post_form(admin, path, {"note": "x"})
+    assert answer.status_code == 404, answer.get_data(as_text=True)[:300]
+    assert admin.get("/orders/9223372036854775807").status_code == 404  # the largest id: no order

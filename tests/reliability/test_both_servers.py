@@ -8,8 +8,10 @@ server runs once per module as a real child process on the stand-ins.
 from __future__ import annotations
 
 import contextlib
+import json
 import socket
 import sqlite3
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import closing
 from dataclasses import dataclass
@@ -17,15 +19,20 @@ from pathlib import Path
 
 import httpx
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from tests.conftest import CALLBACK_TOKEN, SECRET_KEY, new_order, wait_for
 from tests.postgres.processes import Child, ProcessGroup, command_env, free_port
+from tests.reliability.test_fuzz import bodies as fuzz_bodies
+from tests.reliability.test_fuzz import callback_objects
 from utopia_handler.emulators import Emulators, start_emulators
 
 pytestmark = pytest.mark.timeout(300)
 
 SERVERS = ("serve", "web")
 LIMIT = 65_536  # MAX_CALLBACK_BYTES, the default
+GENERATED_BODIES = 500  # per server, besides the fixed nasty ones
 
 
 @dataclass
@@ -196,3 +203,107 @@ def test_a_body_of_exactly_the_limit_is_accepted_under_both_servers(
     )
     assert status == 200, (server.kind, answer[:300])
     assert stored_callbacks(server) == before + 1
+
+
+# 9. No body whatever gets a 5xx -------------------------------------------------------------------
+
+A_CALLBACK = {"event": "Project Update", "orderref": "UIA202611-770020", "msg": "Project New Order"}
+NASTY_BODIES = {
+    "arrays nested 30,000 deep": b"[" * 30_000 + b"]" * 30_000,
+    "objects nested 10,000 deep": b'{"a":' * 10_000 + b"1" + b"}" * 10_000,
+    "a callback nested in 20,000 arrays": b"[" * 20_000
+    + json.dumps(A_CALLBACK).encode()
+    + b"]" * 20_000,
+    **{
+        f"a callback in {codec}": json.dumps(A_CALLBACK).encode(codec)
+        for codec in ("utf-16", "utf-16-le", "utf-16-be", "utf-32", "utf-32-le", "utf-32-be")
+    },
+    "a callback after a UTF-8 byte-order mark": b"\xef\xbb\xbf" + json.dumps(A_CALLBACK).encode(),
+    "a lone high surrogate in msg": b'{"orderref": "UIA202611-770021", "msg": "\\ud800"}',
+    "a lone low surrogate in event": b'{"orderref": "UIA202611-770022", "msg": "Test", '
+    b'"event": "x\\udfffy"}',
+    "a lone surrogate in orderref": b'{"orderref": "UIA202611-7700\\ud800", "msg": "Test"}',
+    "a surrogate pair (an emoji) in msg": b'{"orderref": "UIA202611-770023", "msg": "\\ud83d\\ude00"}',
+    "a raw surrogate encoded": '{"orderref": "UIA202611-770024", "msg": "\ud800"}'.encode(
+        "utf-8", "surrogatepass"
+    ),
+    "a 5,000-digit number": b'{"orderref": 1' + b"9" * 5_000 + b', "msg": "Test"}',
+    "NaN and Infinity": b'{"orderref": NaN, "msg": Infinity}',
+    "invalid UTF-8": b'{"orderref": "UIA\xff\xfe", "msg": "Test"}',
+    "a NUL byte": b'{"orderref": "UIA202611-770025\x00", "msg": "Test"}',
+    "nothing": b"",
+}
+
+
+def _encoded(value: object, codec: str) -> bytes:
+    text = json.dumps(value, ensure_ascii=False)
+    try:
+        return text.encode(codec, "surrogatepass")
+    except UnicodeEncodeError:
+        return text.encode(codec, "replace")
+
+
+surrogate_text = st.text(st.one_of(st.characters(), st.characters(categories=["Cs"])), max_size=30)
+generated_bodies = st.one_of(
+    fuzz_bodies,
+    st.builds(
+        _encoded,
+        callback_objects,
+        st.sampled_from(
+            ["utf-8", "utf-8-sig", "utf-16", "utf-16-le", "utf-16-be", "utf-32", "latin-1"]
+        ),
+    ),
+    st.builds(
+        lambda ref, msg, event: json.dumps({"orderref": ref, "msg": msg, "event": event}).encode(),
+        st.one_of(surrogate_text, st.just("UIA202611-770030")),
+        st.one_of(surrogate_text, st.sampled_from(["Project New Order", "Test"])),
+        st.one_of(st.none(), surrogate_text),
+    ),
+    st.builds(
+        lambda depth, bracket, inner: (
+            bracket[0].encode() * depth + inner + bracket[1].encode() * depth
+        ),
+        st.integers(min_value=1, max_value=32_000),
+        st.sampled_from(["[]"]),
+        st.sampled_from([b"", b"1", json.dumps(A_CALLBACK).encode()]),
+    ),
+)
+
+
+@pytest.mark.timeout(600)
+def test_no_body_whatever_gets_a_5xx_under_both_servers(server: RunningServer) -> None:
+    statuses: Counter[int] = Counter()
+    client = httpx.Client(timeout=30)
+
+    def send(body: bytes, content_type: str = "application/json") -> None:
+        before = stored_callbacks(server)
+        answer = client.post(
+            f"{server.url}/api-callback",
+            params={"token": CALLBACK_TOKEN},
+            content=body,
+            headers={"Content-Type": content_type},
+        )
+        statuses[answer.status_code] += 1
+        assert answer.status_code < 500, (server.kind, body[:200], answer.text[:300])
+        assert answer.status_code in (200, 400, 413), (server.kind, body[:200], answer.text)
+        assert stored_callbacks(server) == before + (answer.status_code == 200)
+
+    @settings(
+        max_examples=GENERATED_BODIES,
+        deadline=None,
+        database=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    )
+    @given(body=generated_bodies)
+    def generated(body: bytes) -> None:
+        send(body)
+
+    try:
+        for body in NASTY_BODIES.values():
+            send(body)
+        generated()
+    finally:
+        client.close()
+    total = sum(statuses.values())
+    print(f"{server.kind}: {total} bodies, answers {dict(sorted(statuses.items()))}, 5xx = 0")
+    assert total >= len(NASTY_BODIES) + GENERATED_BODIES // 2

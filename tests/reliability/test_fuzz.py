@@ -211,8 +211,9 @@ def test_parse_callback_accepts_only_clean_fields_and_refuses_the_rest_plainly(b
     assert event is None or (event == event.strip() and len(event) <= FIELD_LIMITS["event"])
 
 
-# Printable, no spaces of any kind (they are trimmed at the ends), no controls (refused).
-CLEAN_CHARACTERS = st.characters(min_codepoint=33, exclude_categories=("Cc", "Cs", "Z"))
+# Printable, no spaces of any kind (they are trimmed at the ends), no controls, invisible format
+# characters or lone surrogates (refused).
+CLEAN_CHARACTERS = st.characters(min_codepoint=33, exclude_categories=("Cc", "Cf", "Cs", "Z"))
 
 
 @fuzz(PROPERTY_EXAMPLES)

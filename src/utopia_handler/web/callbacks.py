@@ -18,6 +18,7 @@ from utopia_handler.logs import log_event
 from utopia_handler.runtime import Runtime
 from utopia_handler.store import queries
 from utopia_handler.store.models import CallbackOutcome
+from utopia_handler.text import has_unsafe_characters
 from utopia_handler.timeutil import utcnow
 from utopia_handler.web import security
 
@@ -34,8 +35,15 @@ class BadCallback(Exception):
 def parse_callback(body: bytes) -> tuple[str, str, str | None]:
     """The (orderref, msg, event) of a callback body, or BadCallback saying what is wrong."""
     try:
-        payload: Any = json.loads(body)
-    except (UnicodeDecodeError, ValueError):
+        # UTF-8 only: json.loads would also take UTF-16 and UTF-32 bytes, which cannot be stored.
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise BadCallback("the body is not UTF-8 text") from None
+    try:
+        payload: Any = json.loads(text)
+    except RecursionError:
+        raise BadCallback("the body is nested too deeply") from None
+    except ValueError:
         raise BadCallback("the body is not valid JSON") from None
     if not isinstance(payload, dict):
         raise BadCallback("the body must be a JSON object")
@@ -54,10 +62,14 @@ def parse_callback(body: bytes) -> tuple[str, str, str | None]:
             raise BadCallback(f"'{name}' must not be empty")
         if len(value) > limit:
             raise BadCallback(f"'{name}' is longer than {limit} characters")
-        # C0 and C1 controls and the Unicode line/paragraph separators: each can start a fake
-        # line in a log file or a terminal that shows these values (found by the fuzz tests).
-        if any(ord(c) < 32 or 127 <= ord(c) < 160 or c in "\u2028\u2029" for c in value):
-            raise BadCallback(f"'{name}' contains control characters")
+        # C0 and C1 controls and the Unicode line/paragraph separators can start a fake line in
+        # a log file or a terminal that shows these values (found by the fuzz tests); invisible
+        # format characters hide what a value says; a lone surrogate (a "\ud800" escape) is
+        # not text at all and cannot be stored.
+        if has_unsafe_characters(value):
+            raise BadCallback(
+                f"'{name}' contains control characters (or invisible or invalid ones)"
+            )
         values[name] = value or None
     order_ref, msg = values["orderref"], values["msg"]
     assert order_ref is not None and msg is not None
@@ -141,7 +153,7 @@ def api_callback() -> tuple[Response, int]:
                 order_ref=order_ref,
                 msg=msg,
                 event=event,
-                body=body.decode("utf-8"),
+                body=body.decode("utf-8"),  # parse_callback checked it is UTF-8
                 remote_addr=str(source) if source is not None else request.remote_addr,
                 now=utcnow(),
             )
