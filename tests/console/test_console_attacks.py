@@ -251,3 +251,20 @@ def test_an_id_too_large_for_the_database_is_not_found_not_a_500(
     answer = admin.get(path) if method == "GET" else post_form(admin, path, {"note": "x"})
     assert answer.status_code == 404, answer.get_data(as_text=True)[:300]
     assert admin.get("/orders/9223372036854775807").status_code == 404  # the largest id: no order
+
+
+# 10. Order references typed by a person ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "ref", ["../../etc/passwd", "UIA202611-004217\u200b", 'UIA202611-004217"x', "BF-2001"]
+)
+def test_provision_by_hand_takes_only_utopia_order_references(
+    client_as: Callable[[Role], FlaskClient], emulators: Emulators, ref: str
+) -> None:
+    operator = client_as(Role.OPERATOR)
+    asked_before = sum(emulators.utopia.calls.values())
+    answer = post_form(operator, "/provision/lookup", {"order_ref": ref})
+    assert answer.status_code == 422
+    assert "an order reference is UIA, 6 digits" in answer.get_data(as_text=True)
+    assert sum(emulators.utopia.calls.values()) == asked_before  # nothing asked of UTOPIA

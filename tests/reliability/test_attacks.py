@@ -11,18 +11,29 @@ from email import message_from_bytes, policy
 from email.message import EmailMessage
 from pathlib import Path
 
+import httpx
 import pytest
 from click.testing import CliRunner
+from sqlalchemy import func, select
 
-from tests.conftest import ManualClock, load_order, queue_order
-from utopia_handler import config_store
+from tests.conftest import CALLBACK_TOKEN, ManualClock, load_order, queue_order
+from utopia_handler import config_store, lifecycle
 from utopia_handler.cli import cli
-from utopia_handler.clients.utopia import Contract
+from utopia_handler.clients.utopia import Contract, parse_contract
+from utopia_handler.clients.utopia_orders import BadOrderRef, read_order_list
 from utopia_handler.emulators import Emulators
 from utopia_handler.notify.messages import Attachment, OrderFacts, compose
 from utopia_handler.runtime import Runtime
+from utopia_handler.server import ServiceHandle
 from utopia_handler.settings.converters import mask_credentials
-from utopia_handler.store.models import NotificationKind, OrderState, Step
+from utopia_handler.store.models import (
+    Callback,
+    Notification,
+    NotificationKind,
+    Order,
+    OrderState,
+    Step,
+)
 from utopia_handler.timeutil import utcnow
 from utopia_handler.worker import Worker
 
@@ -272,3 +283,124 @@ def test_every_credential_in_a_url_is_masked_wherever_settings_are_shown(
     url: str, shown: str
 ) -> None:
     assert mask_credentials(url) == shown
+
+
+# 10. Order references and contract fields taken as they came ------------------------------------
+
+NOT_ORDER_REFS = [
+    "../../etc/passwd",
+    'UIA202611-004217"; DROP TABLE orders',
+    "UIA202611-004217\u200b",  # zero-width space
+    "\u202eUIA202611-004217",  # right-to-left override
+    'UIA202611-004217/../../x"y;.pdf',
+    "UIA202611-00421",
+    "UIA202611-0042170",
+    "UIA\uff12\uff10\uff12\uff16\uff11\uff11-004217",  # full-width digits
+    "BF-2001",
+]
+
+
+def _stored(runtime: Runtime) -> tuple[int, int, int]:
+    with runtime.store.read() as session:
+        return (
+            session.scalar(select(func.count()).select_from(Callback)) or 0,
+            session.scalar(select(func.count()).select_from(Order)) or 0,
+            session.scalar(select(func.count()).select_from(Notification)) or 0,
+        )
+
+
+@pytest.mark.parametrize("ref", NOT_ORDER_REFS)
+@pytest.mark.parametrize("msg", ["Project New Order", "Test", "Project Drop Complete"])
+def test_a_callback_whose_order_reference_is_not_utopias_is_refused_and_stored_nowhere(
+    service: ServiceHandle, caplog: pytest.LogCaptureFixture, ref: str, msg: str
+) -> None:
+    before = _stored(service.runtime)
+    answer = httpx.post(
+        f"{service.url}/api-callback",
+        params={"token": CALLBACK_TOKEN},
+        json={"event": "Project Update", "orderref": ref, "msg": msg},
+        timeout=10,
+    )
+    assert answer.status_code == 400
+    assert "not an order reference" in answer.json()["error"]
+    assert _stored(service.runtime) == before
+    logged = [record.getMessage() for record in caplog.records]
+    assert not any("callback.stored" in line for line in logged)
+    if ref != "UIA202611-00421":  # (a prefix of the stand-in's own references)
+        assert not any(ref in line for line in logged)
+
+
+def test_a_lower_case_order_reference_is_taken_upper_cased(service: ServiceHandle) -> None:
+    answer = httpx.post(
+        f"{service.url}/api-callback",
+        params={"token": CALLBACK_TOKEN},
+        json={"event": "Project Update", "orderref": " uia202611-770040 ", "msg": "Test"},
+        timeout=10,
+    )
+    assert answer.status_code == 200 and answer.json()["orderref"] == "UIA202611-770040"
+
+
+def test_reconciliation_records_no_order_whose_reference_is_not_utopias(runtime: Runtime) -> None:
+    for ref in NOT_ORDER_REFS:
+        with pytest.raises(BadOrderRef), runtime.store.write() as session:
+            lifecycle.record_known_order(session, ref, "listed before installation", utcnow())
+    assert _stored(runtime) == (0, 0, 0)
+    # What UTOPIA's order list gives reconciliation holds references of UTOPIA's shape only.
+    listed = read_order_list(
+        [
+            {"orderref": "UIA202611-770041", "status": "Signed\u2028X: 1", "siteid": "../../x"},
+            {"orderref": "bf-2001", "status": "Signed", "siteid": "7"},
+        ]
+    )
+    assert [(o.order_ref, o.status, o.site_id) for o in listed.orders] == [
+        ("UIA202611-770041", "Signed X: 1", "")
+    ]
+    others_only = read_order_list([{"orderref": "bf-2001"}, {"orderref": "../../etc/passwd1"}])
+    assert others_only.orders == () and not others_only.readable
+
+
+def _hostile_contract(contract: dict[str, object]) -> dict[str, object]:
+    hostile = copy.deepcopy(contract)
+    customer = dict(hostile["customer"])  # type: ignore[call-overload]
+    customer["firstname"] = "A" * 100_000
+    customer["lastname"] = "Lind\r\nqvist\u200b\u202e"
+    hostile["customer"] = customer
+    address = dict(hostile["address"])  # type: ignore[call-overload]
+    address["siteid"] = "../../\r\nX: 1"
+    address["city"] = "Or\x85em\u2028"
+    hostile["address"] = address
+    return hostile
+
+
+def test_contract_fields_are_made_safe_and_what_cannot_be_is_said(emulators: Emulators) -> None:
+    contract = parse_contract(DEMO_ORDER, _hostile_contract(emulators.utopia.orders[DEMO_ORDER]))
+    assert contract.customer.first_name == "A" * 100
+    assert contract.customer.last_name == "Lind qvist"
+    assert contract.service_address.city == "Or em"
+    assert contract.site_id == ""
+    assert set(contract.problems) == {
+        "the first name is longer than 100 characters (100000)",
+        "the site id '../../ X: 1' is not digits",
+    }
+    stored = Contract.from_json(contract.to_json())
+    assert stored.problems == contract.problems
+
+
+def test_a_contract_that_cannot_be_made_safe_holds_the_order_and_reaches_no_powercode(
+    runtime: Runtime, emulators: Emulators, worker: Worker
+) -> None:
+    ref = "UIA202611-770042"
+    emulators.utopia.add_order(ref, _hostile_contract(emulators.utopia.orders[DEMO_ORDER]))
+    customers_before = dict(emulators.powercode.customers)
+    queue_order(runtime, ref)
+    worker.run_until_idle()
+
+    order = load_order(runtime, ref)
+    assert (order.state, order.step) == (OrderState.WAITING, Step.CHOOSE_PLANS)
+    assert order.reason is not None
+    assert "first name is longer than 100 characters" in order.reason
+    assert "site id '../../ X: 1' is not digits" in order.reason
+    assert order.site_id is None
+    assert emulators.powercode.customers == customers_before
+    [held] = [m for m in emulators.smtp.messages if ref in str(m["Message-ID"])]
+    assert_only_our_headers(parsed(held), runtime)

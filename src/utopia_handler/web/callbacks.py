@@ -14,6 +14,7 @@ from typing import Any
 from flask import Blueprint, Response, current_app, jsonify, request
 from sqlalchemy.exc import SQLAlchemyError
 
+from utopia_handler.clients.utopia_orders import BadOrderRef, check_order_ref
 from utopia_handler.logs import log_event
 from utopia_handler.runtime import Runtime
 from utopia_handler.store import queries
@@ -66,7 +67,13 @@ def parse_callback(body: bytes) -> tuple[str, str, str | None]:
         # a log file or a terminal that shows these values (found by the fuzz tests); invisible
         # format characters hide what a value says; a lone surrogate (a "\ud800" escape) is
         # not text at all and cannot be stored.
-        if has_unsafe_characters(value):
+        if name == "orderref":
+            # The one rule for order references; it lets no control or invisible character by.
+            try:
+                value = check_order_ref(value)
+            except BadOrderRef as problem:
+                raise BadCallback(f"'orderref' is not an order reference: {problem}") from None
+        elif has_unsafe_characters(value):
             raise BadCallback(
                 f"'{name}' contains control characters (or invisible or invalid ones)"
             )
