@@ -22,7 +22,8 @@ bp = Blueprint("openapi", __name__)
 # Controls, line/paragraph separators and the common invisible format characters (the service
 # refuses every Unicode format character; these are the ones a schema can list briefly).
 _NO_CONTROL_CHARACTERS = (
-    "^[^\\u0000-\\u001f\\u007f-\\u009f\\u00ad\\u200b-\\u200f\\u2028-\\u202e\\u2060-\\u206f\\ufeff]*$"
+    "^[^\\u0000-\\u001f\\u007f-\\u009f\\u00ad\\u200b-\\u200f"
+    "\\u2028-\\u202e\\u2060-\\u206f\\ufeff]*$"
 )
 
 
