@@ -259,6 +259,16 @@ generated_bodies = st.one_of(
         st.one_of(surrogate_text, st.sampled_from(["Project New Order", "Test"])),
         st.one_of(st.none(), surrogate_text),
     ),
+    # Valid references with any text beside them: these reach the database.
+    st.builds(
+        lambda ref, msg, event, ascii_only: json.dumps(
+            {"orderref": ref, "msg": msg, "event": event}, ensure_ascii=ascii_only
+        ).encode("utf-8", "surrogatepass"),
+        st.from_regex(r"UIA20261[0-2]-[0-9]{6}", fullmatch=True),
+        st.one_of(st.text(max_size=40), surrogate_text, st.just("Project New Order")),
+        st.one_of(st.none(), st.text(max_size=40), surrogate_text),
+        st.booleans(),
+    ),
     st.builds(
         lambda depth, bracket, inner: (
             bracket[0].encode() * depth + inner + bracket[1].encode() * depth
