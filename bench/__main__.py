@@ -292,8 +292,10 @@ def service_env(stand_ins: StandIns, url: str, workdir: Path, **extra: str) -> d
 
 
 def callback_body(index: int, prefix: str) -> bytes:
+    """A new-order callback; `prefix` is 6 digits, so the reference has UTOPIA's shape."""
+    ref = f"UIA{prefix}-{index % 1_000_000:06d}"
     return json.dumps(
-        {"event": "Project Update", "orderref": f"{prefix}-{index:07d}", "msg": "Project New Order"}
+        {"event": "Project Update", "orderref": ref, "msg": "Project New Order"}
     ).encode()
 
 
@@ -308,11 +310,12 @@ def measure_acknowledgement(model: str, kind: str, profile: Profile, workdir: Pa
         target = Target(model, service_env(stand_ins, url, workdir), workdir)
         try:
             port, headers = target.port, {"X-Callback-Token": TOKEN}
-            run = secrets.token_hex(3)
+            run = f"{secrets.randbelow(10_000):04d}"
+            phases = {"w": "00", "no": "01", "nc": "02", "co": "03", "cc": "04"}
 
             def requests_for(path: str, phase: str) -> Any:
                 return lambda i: build_request(
-                    "127.0.0.1", port, path, callback_body(i, f"B{run}{phase}"), headers
+                    "127.0.0.1", port, path, callback_body(i, f"{run}{phases[phase]}"), headers
                 )
 
             asyncio.run(

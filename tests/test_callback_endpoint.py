@@ -35,18 +35,21 @@ def stored_rows(runtime: Runtime) -> tuple[int, int, int]:
 
 BAD_BODIES = [
     (b"not json", "not valid JSON"),
-    (b"\xff\xfe", "not valid JSON"),
+    (b"\xff\xfe", "not UTF-8"),
     (b"[1, 2]", "must be a JSON object"),
     (b'"Project New Order"', "must be a JSON object"),
     (b"{}", "'orderref' is missing"),
-    (b'{"orderref": "UIA1"}', "'msg' is missing"),
+    (b'{"orderref": "UIA202611-004217"}', "'msg' is missing"),
     (b'{"orderref": "", "msg": "Test"}', "'orderref' must not be empty"),
     (b'{"orderref": "   ", "msg": "Test"}', "'orderref' must not be empty"),
     (b'{"orderref": 12345, "msg": "Test"}', "'orderref' must be a string"),
-    (b'{"orderref": "UIA1", "msg": null}', "'msg' must be a string"),
-    (b'{"orderref": "UIA1", "msg": "Test", "event": 5}', "'event' must be a string"),
+    (b'{"orderref": "UIA202611-004217", "msg": null}', "'msg' must be a string"),
+    (b'{"orderref": "UIA202611-004217", "msg": "Test", "event": 5}', "'event' must be a string"),
     (b'{"orderref": "' + b"U" * 65 + b'", "msg": "Test"}', "longer than 64"),
-    (b'{"orderref": "UIA1\\u0000", "msg": "Test"}', "control characters"),
+    (b'{"orderref": "UIA202611-004217\\u0000", "msg": "Test"}', "not an order reference"),
+    (b'{"orderref": "UIA202611-004217", "msg": "Test\\u0000"}', "control characters"),
+    (b'{"orderref": "UIA1", "msg": "Test"}', "'orderref' is not an order reference"),
+    (b'{"orderref": "../../etc/passwd", "msg": "Test"}', "'orderref' is not an order reference"),
 ]
 
 

@@ -7,10 +7,16 @@ from __future__ import annotations
 
 import ast
 import re
+import subprocess
 import sys
 import tomllib
+import venv
+from importlib.machinery import SourceFileLoader
 from importlib.metadata import packages_distributions
 from pathlib import Path
+from types import ModuleType
+
+import pytest
 
 from tests.conftest import REPO
 
@@ -100,3 +106,49 @@ def test_a_package_that_only_comes_along_with_another_is_named(tmp_path: Path) -
     assert undeclared(tmp_path, {"flask"}) == [
         "werkzeug (module werkzeug, imported in views.py) is not in pyproject.toml dependencies"
     ]
+
+
+def _run_script() -> ModuleType:
+    """The `./run` script as a module (it has no .py name); importing it runs nothing."""
+    loader = SourceFileLoader("run_script", str(REPO / "run"))
+    module = ModuleType(loader.name)
+    module.__file__ = str(REPO / "run")
+    loader.exec_module(module)
+    return module
+
+
+def test_the_lock_pins_current_pip_and_setuptools() -> None:
+    lock = locked()
+    pip, setuptools = lock.get("pip"), lock.get("setuptools")
+    assert pip is not None and setuptools is not None, "requirements/lock.txt pins neither"
+    # Python 3.11's venv brings pip 23.2.1 and setuptools 65.5.0, both with known vulnerabilities
+    # (pip before 23.3: CVE-2023-5752; setuptools before 70.0: CVE-2024-6345).
+    assert tuple(int(p) for p in pip.split(".")[:2]) >= (23, 3)
+    assert tuple(int(p) for p in setuptools.split(".")[:2]) >= (70, 0)
+    # The package is built with the same setuptools the environment gets.
+    project = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))
+    assert project["build-system"]["requires"] == [f"setuptools=={setuptools}"]
+
+
+@pytest.mark.timeout(300)
+def test_run_puts_the_locked_pip_and_setuptools_into_a_new_environment(tmp_path: Path) -> None:
+    run = _run_script()
+    environment = tmp_path / "venv"
+    venv.EnvBuilder(with_pip=True).create(environment)
+    python = environment / "bin" / "python"
+    try:
+        run.upgrade_installer_tools(python)
+    except subprocess.CalledProcessError as error:
+        pytest.skip(f"the package index cannot be reached here ({error})")
+    versions = subprocess.run(
+        [
+            str(python),
+            "-c",
+            "import importlib.metadata as m; print(m.version('pip'), m.version('setuptools'))",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    lock = locked()
+    assert versions == [lock["pip"], lock["setuptools"]]

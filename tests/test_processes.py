@@ -307,7 +307,9 @@ def test_risky_settings_are_allowed_but_warned_about_at_start(
     del env["UTOPIA_CALLBACK_TOKEN"]
     server = Serve(env, tmp_path)
     assert (
-        httpx.post(f"{server.url}/api-callback", json=new_order("UIA1"), timeout=5).status_code
+        httpx.post(
+            f"{server.url}/api-callback", json=new_order("UIA202611-000001"), timeout=5
+        ).status_code
         == 200
     )
     assert server.terminate() == 0

@@ -2,14 +2,20 @@
 
 Passwords are hashed with argon2id. bcrypt hashes (the old handler's `ADMIN_PASS_HASH`, and its
 users brought over by `import-old`) are accepted and replaced with argon2 at the next successful
-login. Throttling counts failures in
-the database, so it holds across processes and restarts.
+login.
+
+Throttling counts failures per user name AND address together, in the database (so it holds
+across processes and restarts), and answers them with a growing delay, never a lock: a stranger
+failing for someone else's name from their own address delays only themselves, and people who
+share one address (everyone behind a proxy that is not in TRUSTED_PROXIES) wait at most
+`MAX_LOGIN_DELAY` for each other.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import re
 import secrets
 from dataclasses import dataclass
@@ -28,16 +34,20 @@ from utopia_handler.logs import log_event
 from utopia_handler.settings import ConsoleSettings
 from utopia_handler.store.console_models import ConsoleSession, LoginFailure, Role, User
 from utopia_handler.store.db import Store
+from utopia_handler.text import one_line
 from utopia_handler.timeutil import utcnow
 
 log = logging.getLogger("utopia_handler.accounts")
 
 MIN_PASSWORD_LENGTH = 12
 MAX_PASSWORD_LENGTH = 1024  # hashing a megabyte "password" would be a cheap denial of service
-# A failed login counts for this long; more than the limits below within it are refused.
+# A failed login counts for this long. After FREE_LOGIN_FAILURES of one name from one address
+# within it, each further try waits 1, 2, 4... seconds after the last failure, up to the maximum.
 THROTTLE_WINDOW = timedelta(minutes=15)
-MAX_FAILURES_PER_USER = 5
-MAX_FAILURES_PER_ADDRESS = 20
+FREE_LOGIN_FAILURES = 3
+MAX_LOGIN_DELAY = timedelta(seconds=60)
+# A failed login's name in the audit log is cut to this: it may be a password typed in the wrong box.
+AUDITED_NAME_CHARS = 32
 SESSION_IDLE = timedelta(hours=8)  # a working day without a click ends the session
 SESSION_MAX = timedelta(hours=12)
 # How stale last_seen may get before a page view writes it: most page views stay read-only.
@@ -241,7 +251,12 @@ class LoginOutcome:
 
     user: User | None = None
     token: str | None = None
-    throttled: bool = False
+    #: Refused unchecked: this many seconds must pass first (a growing delay, see the module).
+    retry_after: int | None = None
+
+    @property
+    def throttled(self) -> bool:
+        return self.retry_after is not None
 
 
 def _key(text: str) -> str:
@@ -252,52 +267,56 @@ def _token_hash(token: str) -> str:
     return hashlib.sha256(token.encode("ascii", "replace")).hexdigest()
 
 
-def _recent_failures(session: Session, scope: str, key: str, since: datetime) -> int:
-    return int(
-        session.scalar(
-            select(func.count())
-            .select_from(LoginFailure)
-            .where(LoginFailure.scope == scope, LoginFailure.key == key, LoginFailure.at > since)
-        )
-        or 0
-    )
+def login_delay(failures: int) -> timedelta:
+    """How long after the last of `failures` recent failures (one name, one address) to wait."""
+    if failures < FREE_LOGIN_FAILURES:
+        return timedelta(0)
+    exponent = min(failures - FREE_LOGIN_FAILURES, 30)
+    return min(timedelta(seconds=2**exponent), MAX_LOGIN_DELAY)
+
+
+def _pair_key(name: str, address: str) -> str:
+    # One user name from one address; hashed, as the name may be a mistyped password.
+    return _key(f"{normalise_name(name)}\n{address}")
+
+
+def audited_name(name: str) -> str:
+    """A login name as the audit log keeps a failed attempt's: on one line and cut short."""
+    text = one_line(name)[:200].strip().lower() or "(empty)"
+    return text if len(text) <= AUDITED_NAME_CHARS else text[: AUDITED_NAME_CHARS - 3] + "..."
 
 
 def log_in(store: Store, name: str, password: str, address: str, now: datetime) -> LoginOutcome:
-    """Check a login attempt, throttled per user name and per address; start a session if good.
+    """Check a login attempt, throttled per user name and address together; start a session if good.
 
     The password is checked outside any write transaction: SQLite has one writer at a time and
     the worker should not wait for a deliberately slow hash.
     """
     since = now - THROTTLE_WINDOW
-    user_key, address_key = _key(normalise_name(name)), _key(address)
+    pair_key = _pair_key(name, address)
     with store.read() as session:
-        throttled = (
-            _recent_failures(session, "user", user_key, since) >= MAX_FAILURES_PER_USER
-            or _recent_failures(session, "ip", address_key, since) >= MAX_FAILURES_PER_ADDRESS
-        )
-        user = None if throttled else find_user(session, name)
-    if throttled:
-        # The password is not even checked, so guessing on gains nothing while throttled.
-        return LoginOutcome(throttled=True)
+        failures, last = session.execute(
+            select(func.count(), func.max(LoginFailure.at)).where(
+                LoginFailure.scope == "pair", LoginFailure.key == pair_key, LoginFailure.at > since
+            )
+        ).one()
+        wait = (last + login_delay(int(failures)) - now) if last is not None else timedelta(0)
+        user = None if wait > timedelta(0) else find_user(session, name)
+    if wait > timedelta(0):
+        # The password is not even checked, so guessing faster than the delay gains nothing.
+        return LoginOutcome(retry_after=max(1, math.ceil(wait.total_seconds())))
     stored = user.password_hash if user is not None and not user.disabled else _dummy_hash()
     good = verify_password(stored, password) and user is not None and not user.disabled
     new_hash = hash_password(password) if good and _needs_rehash(stored) else None
     with store.write() as session:
         session.execute(delete(LoginFailure).where(LoginFailure.at <= since))
-        if not good or user is None:
-            session.add(LoginFailure(scope="user", key=user_key, at=now))
-            session.add(LoginFailure(scope="ip", key=address_key, at=now))
-            # The name only when it is a user's: people sometimes type their password there.
-            # Throttled attempts return earlier and are not recorded, so this stays bounded.
-            who = user.name if user is not None else "(no such user)"
-            audit.record(session, who, "login_failed", now, detail=f"from {address}")
-            return LoginOutcome()
-        fresh = session.get(User, user.id)
-        if fresh is None or fresh.disabled:  # disabled between the two transactions
+        fresh = session.get(User, user.id) if good and user is not None else None
+        if fresh is None or fresh.disabled:  # wrong, or disabled between the two transactions
+            session.add(LoginFailure(scope="pair", key=pair_key, at=now))
+            audit.record(session, audited_name(name), "login_failed", now, detail=f"from {address}")
             return LoginOutcome()
         session.execute(
-            delete(LoginFailure).where(LoginFailure.scope == "user", LoginFailure.key == user_key)
+            delete(LoginFailure).where(LoginFailure.scope == "pair", LoginFailure.key == pair_key)
         )
         if new_hash is not None:
             fresh.password_hash = new_hash

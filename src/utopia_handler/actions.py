@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from utopia_handler import audit, config_store, lifecycle
 from utopia_handler.addresses import state_code
+from utopia_handler.clients import utopia_orders
 from utopia_handler.clients.utopia import Contract
 from utopia_handler.lifecycle import ActionRefused
 from utopia_handler.provisioning import (
@@ -334,10 +335,9 @@ def close_message_action(
 
 # Provisioning by hand -----------------------------------------------------------------------------
 
-ORDER_REF_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 _ZIP_RE = re.compile(r"[0-9]{5}(?:-[0-9]{4})?")
 _EMAIL_RE = re.compile(r"[^@\s<>]+@[^@\s<>.][^@\s<>]*\.[^@\s<>]+")
-_SITE_RE = re.compile(r"[A-Za-z0-9-]{1,32}")
+_SITE_RE = re.compile(r"[0-9]{1,32}")
 FIELD_LABELS = {
     "first_name": "First name",
     "last_name": "Last name",
@@ -370,14 +370,11 @@ class ContractCorrections:
 
 
 def check_order_ref(order_ref: str) -> str:
-    """The order ref, trimmed and in upper case as UTOPIA writes it (a person may type
-    "uia202611-004230"), or ActionRefused when it cannot be a UTOPIA order ref."""
-    ref = order_ref.strip().upper()
-    if not ORDER_REF_RE.fullmatch(ref):
-        raise ActionRefused(
-            "an order ref is letters, digits, '.', '_' or '-', like UIA202611-004217"
-        )
-    return ref
+    """The order ref as `utopia_orders.check_order_ref` takes it, or ActionRefused saying why."""
+    try:
+        return utopia_orders.check_order_ref(order_ref)
+    except utopia_orders.BadOrderRef as problem:
+        raise ActionRefused(str(problem)) from None
 
 
 def contract_fields(contract: Contract) -> dict[str, str]:
@@ -424,7 +421,7 @@ def check_corrections(fields: Mapping[str, str]) -> tuple[ContractCorrections, d
             problems.setdefault("phone", "Phone must have 10 digits, e.g. 801 555 0142")
         clean["phone"] = digits
     if clean["site_id"] and "site_id" not in problems and not _SITE_RE.fullmatch(clean["site_id"]):
-        problems["site_id"] = "Site id is letters, digits and '-' (up to 32)"
+        problems["site_id"] = "Site id is digits (up to 32)"
     return ContractCorrections(**clean), problems
 
 
@@ -443,9 +440,11 @@ def corrected_fields(original: Contract, fields: ContractCorrections) -> list[st
 
 
 def corrected_contract(base: Contract, fields: ContractCorrections) -> Contract:
-    """The contract with a person's corrections applied."""
+    """The contract with a person's corrections applied; a person has now looked at it, so what
+    parse_contract found wrong with it (the fields it cut short) no longer holds the order."""
     return replace(
         base,
+        problems=(),
         site_id=fields.site_id,
         customer=replace(
             base.customer,

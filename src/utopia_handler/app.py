@@ -9,6 +9,7 @@ import logging
 
 from flask import Flask, Response, jsonify
 from werkzeug.exceptions import HTTPException
+from werkzeug.routing import IntegerConverter, Map
 
 from utopia_handler.logs import log_event
 from utopia_handler.runtime import Runtime, build_runtime
@@ -39,9 +40,17 @@ def warn_about_risky_settings(settings: Settings) -> None:
         )
 
 
+class DatabaseId(IntegerConverter):
+    """An id in a URL: digits for a whole number from 0 to 2**63 - 1 (a 64-bit database key)."""
+
+    def __init__(self, url_map: Map) -> None:
+        super().__init__(url_map, max=2**63 - 1)
+
+
 def create_app(runtime: Runtime) -> Flask:
     """The WSGI app: callback endpoint and health checks."""
     from utopia_handler.web import callbacks, health, openapi
+    from utopia_handler.web.security import PeerRecorder
 
     app = Flask(__name__)
     app.config.update(
@@ -52,6 +61,11 @@ def create_app(runtime: Runtime) -> Flask:
         JSON_SORT_KEYS=False,
     )
     app.extensions["runtime"] = runtime
+    # `<int:...>` in every route: a database id, at most 2**63 - 1. A longer number in a URL
+    # (/orders/99999999999999999999) is "not found", not an error of the database driver.
+    app.url_map.converters["int"] = DatabaseId
+    # Outermost: the socket peer and any proxy header, as the server received them.
+    app.wsgi_app = PeerRecorder(app.wsgi_app, runtime.settings.web.guard.trusted_proxies)  # type: ignore[method-assign]
     app.register_blueprint(callbacks.bp)
     app.register_blueprint(health.bp)
     app.register_blueprint(openapi.bp)

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from utopia_handler.files import keep_files_private
 from utopia_handler.settings import Settings, SettingsError, describe_settings, load_settings
 from utopia_handler.store.models import OrderState, Step
 
@@ -876,4 +877,6 @@ def subscriber(
 
 
 def main() -> None:
+    """The `utopia-handler` command."""
+    keep_files_private()
     cli(obj={})

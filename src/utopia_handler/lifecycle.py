@@ -34,6 +34,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from utopia_handler.clients.errors import OutsideError, RetryableError
+from utopia_handler.clients.utopia_orders import check_order_ref
 from utopia_handler.store import queries
 from utopia_handler.store.models import (
     ACTIVE_STATES,
@@ -131,8 +132,10 @@ def record_known_order(
     """The order UTOPIA told us of, recorded but not provisioned; an existing order is kept as is.
 
     For reconciliation's baseline (orders listed before installation) and for messages about an
-    order no new-order message has come for. `reason` says why it is not provisioned.
+    order no new-order message has come for. `reason` says why it is not provisioned. A reference
+    not of UTOPIA's shape raises BadOrderRef and nothing is recorded.
     """
+    order_ref = check_order_ref(order_ref)
     order = queries.find_order(session, order_ref)
     if order is not None:
         return order

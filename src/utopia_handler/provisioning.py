@@ -406,7 +406,14 @@ def _site_question(contract: Contract, former: PowerCodeCustomer) -> FormerCusto
 
 
 def check_contract_fields(contract: Contract) -> None:
-    """Hold the order when a field PowerCode needs is missing or unusable."""
+    """Hold the order when a field PowerCode needs is missing or unusable, or when the contract
+    could not be taken as UTOPIA sent it (`Contract.problems`)."""
+    if contract.problems:
+        raise Hold(
+            "the contract from UTOPIA cannot be used as it came: "
+            + "; ".join(contract.problems)
+            + ". Check it with UTOPIA, then correct and provision the order by hand"
+        )
     required = {
         "first name": contract.customer.first_name,
         "last name": contract.customer.last_name,

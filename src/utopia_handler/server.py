@@ -41,9 +41,11 @@ class ServiceHandle:
                 port=settings.port if port is None else port,
                 threads=settings.threads,
                 ident="utopia-handler",
-                # Never trust X-Forwarded-* from a client; a proxy set-up is configured explicitly:
-                # with TRUSTED_PROXIES, web/security.py reads X-Forwarded-For, from those only.
-                clear_untrusted_proxy_headers=not settings.guard.trusted_proxies,
+                # X-Forwarded-* reach the app, whose outermost layer (web/security.py's
+                # PeerRecorder) notes that they came and drops them unless the peer is one of
+                # TRUSTED_PROXIES: as under gunicorn. Dropped here, a request forwarded by a proxy
+                # on this machine would look like a direct local one (/metrics).
+                clear_untrusted_proxy_headers=False,
                 channel_timeout=30,
                 max_request_body_size=settings.max_body_bytes + 1024,
             )

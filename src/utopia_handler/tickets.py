@@ -3,7 +3,8 @@ ticket, and the ticket the routing table opens for a UTOPIA message.
 
 The description template is read from disk on every render, so an edited template takes effect
 for the next ticket without a restart. Templates written for the old handler use `{name}`
-placeholders; those are understood too.
+placeholders; those are understood too. Templates run in a bounded sandbox (`template_sandbox`):
+a template that loops, grows or recurses without end fails with the limit it went over.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from jinja2 import StrictUndefined, TemplateError
-from jinja2.sandbox import SandboxedEnvironment
+
+from utopia_handler.template_sandbox import BoundedSandbox
 
 BUILT_IN_TEMPLATE = Path(__file__).parent / "ticket_descriptions" / "new_desc.txt"
 # The description of a ticket the routing table opens for a UTOPIA message (`ticket` action).
@@ -53,8 +55,8 @@ class TicketRenderer:
         self.summary_template = summary_template
         # The template saved in the console, (source, where), read before the file on each render.
         self.stored_source = stored_source
-        self._html = SandboxedEnvironment(autoescape=True, undefined=StrictUndefined)
-        self._plain = SandboxedEnvironment(autoescape=False, undefined=StrictUndefined)
+        self._html = BoundedSandbox(autoescape=True, undefined=StrictUndefined)
+        self._plain = BoundedSandbox(autoescape=False, undefined=StrictUndefined)
 
     def source(self) -> tuple[str, Path]:
         """The description template text and the file it came from (the built-in one if absent)."""
@@ -75,8 +77,17 @@ class TicketRenderer:
         else:
             where = "the template being edited"
         try:
-            description = self._html.from_string(from_legacy_syntax(source)).render(variables)
-            summary = self._plain.from_string(self.summary_template).render(variables)
+            description = self._html.render_bounded(from_legacy_syntax(source), variables)
+            summary = self._plain.render_bounded(self.summary_template, variables)
         except TemplateError as error:
             raise TemplateProblem(f"ticket template ({where}) failed to render: {error}") from None
+        except RecursionError:
+            raise TemplateProblem(
+                f"ticket template ({where}) failed to render: it calls itself without end"
+            ) from None
+        except Exception as error:  # any failure of a person's template is theirs to fix
+            # `{{ 1 / 0 }}`, `{{ "a" - 1 }}`, a number too large to show...: said in words.
+            raise TemplateProblem(
+                f"ticket template ({where}) failed to render: {type(error).__name__}: {error}"
+            ) from None
         return RenderedTicket(summary=" ".join(summary.split())[:250], description_html=description)

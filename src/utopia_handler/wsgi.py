@@ -11,6 +11,7 @@ from __future__ import annotations
 from flask import Flask
 
 from utopia_handler.app import create_app
+from utopia_handler.files import keep_files_private
 from utopia_handler.logs import setup_logging
 from utopia_handler.runtime import build_runtime
 from utopia_handler.settings import Settings, load_settings
@@ -19,6 +20,9 @@ from utopia_handler.settings import Settings, load_settings
 def create_wsgi_app(settings: Settings | None = None) -> Flask:
     """Build the runtime (database engine, clients) and the Flask app, in this process."""
     if settings is None:
+        # Started by a WSGI server directly rather than by `utopia-handler web`: the database
+        # and logs it creates are private to its user all the same.
+        keep_files_private()
         settings = load_settings()
         # Several processes share no rotating file safely; stdout goes to the journal.
         setup_logging(None, settings.log_level)

@@ -28,6 +28,7 @@ from schemathesis.specs.openapi.checks import (
 from sqlalchemy import func, select
 
 from tests.conftest import CALLBACK_TOKEN, new_order
+from utopia_handler.clients.utopia_orders import ORDER_REF_PATTERN
 from utopia_handler.runtime import Runtime
 from utopia_handler.server import ServiceHandle
 from utopia_handler.settings import (
@@ -203,6 +204,7 @@ def test_parse_callback_accepts_only_clean_fields_and_refuses_the_rest_plainly(b
     except BadCallback as problem:
         assert str(problem) and "\n" not in str(problem)
         return
+    assert ORDER_REF_PATTERN.fullmatch(order_ref) and order_ref == order_ref.upper()
     for value, limit in ((order_ref, FIELD_LIMITS["orderref"]), (msg, FIELD_LIMITS["msg"])):
         assert value and value == value.strip() and len(value) <= limit
         # Nothing that can break a log line: no C0/C1 control, no Unicode line separator.
@@ -211,20 +213,21 @@ def test_parse_callback_accepts_only_clean_fields_and_refuses_the_rest_plainly(b
     assert event is None or (event == event.strip() and len(event) <= FIELD_LIMITS["event"])
 
 
-# Printable, no spaces of any kind (they are trimmed at the ends), no controls (refused).
-CLEAN_CHARACTERS = st.characters(min_codepoint=33, exclude_categories=("Cc", "Cs", "Z"))
+# Printable, no spaces of any kind (they are trimmed at the ends), no controls, invisible format
+# characters or lone surrogates (refused).
+CLEAN_CHARACTERS = st.characters(min_codepoint=33, exclude_categories=("Cc", "Cf", "Cs", "Z"))
 
 
 @fuzz(PROPERTY_EXAMPLES)
 @given(
-    order_ref=st.text(CLEAN_CHARACTERS, min_size=1, max_size=64),
+    order_ref=st.from_regex(r"[Uu][Ii][Aa][0-9]{6}-[0-9]{6}", fullmatch=True),
     msg=st.text(CLEAN_CHARACTERS, min_size=1, max_size=200),
 )
 def test_parse_callback_keeps_every_clean_value_exactly(order_ref: str, msg: str) -> None:
     # Unicode spaces at the ends are trimmed and controls refused: the test above covers those.
-    assume(not any(c.isspace() or 127 <= ord(c) < 160 for c in order_ref + msg))
+    assume(not any(c.isspace() or 127 <= ord(c) < 160 for c in msg))
     body = json.dumps({"orderref": order_ref, "msg": msg}).encode()
-    assert parse_callback(body) == (order_ref, msg, None)
+    assert parse_callback(body) == (order_ref.upper(), msg, None)
 
 
 @pytest.mark.timeout(240)
@@ -376,7 +379,9 @@ def test_a_config_path_that_is_a_device_is_refused_not_read_forever(tmp_path: Pa
         )
 
 
-@pytest.mark.parametrize("ref", ["UIA1\u2028step.ok order=FAKE", "UIA1\x85x", "UIA1\u2029x"])
-def test_a_value_that_could_fake_a_log_line_is_refused(ref: str) -> None:
+@pytest.mark.parametrize("text", ["UIA1\u2028step.ok order=FAKE", "UIA1\x85x", "UIA1\u2029x"])
+def test_a_value_that_could_fake_a_log_line_is_refused(text: str) -> None:
+    with pytest.raises(BadCallback, match="not an order reference"):
+        parse_callback(json.dumps({"orderref": text, "msg": "Project New Order"}).encode())
     with pytest.raises(BadCallback, match="control characters"):
-        parse_callback(json.dumps({"orderref": ref, "msg": "Project New Order"}).encode())
+        parse_callback(json.dumps({"orderref": "UIA202611-004217", "msg": text}).encode())

@@ -2,6 +2,11 @@
 
 Every call is a POST with a JSON body carrying the API key. Replies are read tolerantly (any block
 may be missing, any value may be a number) and become small frozen records with our own field names.
+
+A contract is also made safe here, once, for everything downstream (PowerCode, tickets, e-mails,
+logs): every text field is put on one line without control or invisible characters, and a field
+longer than its limit, a site id that is not digits, or too many order items are cut or left out
+and said in `Contract.problems`, which holds the order for a person.
 """
 
 from __future__ import annotations
@@ -40,6 +45,7 @@ from utopia_handler.clients.utopia_site import (
     parse_service,
 )
 from utopia_handler.settings import Timeouts
+from utopia_handler.text import one_line
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +101,8 @@ class Contract:
     contract_download: str
     promo: str
     order_source: str
+    #: What parse_contract had to cut or leave out to make the contract safe; any holds the order.
+    problems: tuple[str, ...] = ()
 
     def __repr__(self) -> str:
         # Kept free of personal data so a stray log line cannot leak a customer record.
@@ -107,6 +115,7 @@ class Contract:
         """This contract as plain JSON types, for storing in the database."""
         data = asdict(self)
         data["items"] = list(data["items"])
+        data["problems"] = list(self.problems)
         return data
 
     @classmethod
@@ -133,6 +142,7 @@ class Contract:
             contract_download=as_text(data.get("contract_download")),
             promo=as_text(data.get("promo")),
             order_source=as_text(data.get("order_source")),
+            problems=tuple(str(p) for p in data.get("problems") or () if isinstance(p, str)),
         )
 
 
@@ -157,47 +167,134 @@ def _block(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def _person(value: Any, first: str, last: str, email: str, phone: str) -> Person:
+# The longest value of each contract field (characters) that is passed on; PowerCode's own
+# columns are of this order. A longer one is cut, and the order waits for a person.
+FIELD_LIMITS = {
+    "first name": 100,
+    "last name": 100,
+    "e-mail": 254,
+    "phone": 40,
+    "street": 200,
+    "unit": 50,
+    "city": 100,
+    "state": 50,
+    "zip": 10,
+    "name": 200,
+    "status": 64,
+    "site id": 32,
+    "item": 200,
+    "terms date": 64,
+    "contract download": 2000,
+    "promo": 200,
+    "order source": 100,
+}
+MAX_ORDER_ITEMS = 50
+
+
+class _Cleaner:
+    """Makes each field of one contract safe, noting what it had to cut or leave out."""
+
+    def __init__(self) -> None:
+        self.problems: list[str] = []
+
+    def text(self, value: Any, label: str) -> str:
+        """One line, no control or invisible characters, at most the field's limit."""
+        text = one_line(as_text(value))
+        limit = FIELD_LIMITS[label]
+        if len(text) > limit:
+            self.problems.append(f"the {label} is longer than {limit} characters ({len(text)})")
+            text = text[:limit].rstrip()
+        return text
+
+    def site_id(self, value: Any) -> str:
+        """Digits only: the site id becomes PowerCode's extAccountID and part of its notes."""
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)  # a site id sent as 204817.0
+        text = self.text(value, "site id")
+        if text and not (text.isascii() and text.isdigit()):
+            shown = text if len(text) <= 40 else text[:37] + "..."
+            self.problems.append(f"the site id {shown!r} is not digits")
+            return ""
+        return text
+
+
+def _person(
+    value: Any, first: str, last: str, email: str, phone: str, clean: _Cleaner | None = None
+) -> Person:
     block = _block(value)
+    if clean is None:  # a contract stored by to_json: made safe when it came in
+        return Person(
+            first_name=as_text(block.get(first)),
+            last_name=as_text(block.get(last)),
+            email=as_text(block.get(email)),
+            phone=as_text(block.get(phone)),
+        )
     return Person(
-        first_name=as_text(block.get(first)),
-        last_name=as_text(block.get(last)),
-        email=as_text(block.get(email)),
-        phone=as_text(block.get(phone)),
+        first_name=clean.text(block.get(first), "first name"),
+        last_name=clean.text(block.get(last), "last name"),
+        email=clean.text(block.get(email), "e-mail"),
+        phone=clean.text(block.get(phone), "phone"),
     )
 
 
-def _address(value: Any, keys: dict[str, str]) -> PostalAddress:
+_ADDRESS_LABELS = {
+    "street": "street",
+    "unit": "unit",
+    "city": "city",
+    "state": "state",
+    "zip": "zip",
+    "name": "name",
+    "phone": "phone",
+}
+
+
+def _address(value: Any, keys: dict[str, str], clean: _Cleaner | None = None) -> PostalAddress:
     block = _block(value)
-    return PostalAddress(**{ours: as_text(block.get(theirs)) for ours, theirs in keys.items()})
+    if clean is None:
+        return PostalAddress(**{ours: as_text(block.get(theirs)) for ours, theirs in keys.items()})
+    return PostalAddress(
+        **{
+            ours: clean.text(block.get(theirs), _ADDRESS_LABELS[ours])
+            for ours, theirs in keys.items()
+        }
+    )
 
 
 def parse_contract(order_ref: str, payload: Any) -> Contract:
-    """Read UTOPIA's contractlookup reply; missing blocks become empty values, never errors."""
+    """Read UTOPIA's contractlookup reply and make it safe (see the module docstring); missing
+    blocks become empty values, never errors."""
     if not isinstance(payload, dict):
         raise RejectedError(SERVICE, "contractlookup: reply is not a JSON object")
+    clean = _Cleaner()
     service = _block(payload.get("address"))
     terms = _block(payload.get("termsagreement")).get("sp_terms_agree_date")
+    records = as_records(payload.get("orderitems"))
+    if len(records) > MAX_ORDER_ITEMS:
+        clean.problems.append(
+            f"the order has {len(records)} items; only the first {MAX_ORDER_ITEMS} were read"
+        )
+    items = tuple(
+        OrderItem(
+            description=clean.text(item.get("description"), "item"),
+            charge_type=clean.text(item.get("chargetype"), "item"),
+            quantity=clean.text(item.get("qty"), "item"),
+            product_id=clean.text(item.get("pid"), "item"),
+        )
+        for item in records[:MAX_ORDER_ITEMS]
+    )
     return Contract(
         order_ref=order_ref.strip(),
-        status=as_text(payload.get("status")),
-        site_id=as_text(service.get("siteid")),
-        customer=_person(payload.get("customer"), "firstname", "lastname", "email", "phone"),
-        service_address=_address(service, _UTOPIA_SERVICE_ADDRESS_KEYS),
-        billing_address=_address(payload.get("billingaddress"), _UTOPIA_ADDRESS_KEYS),
-        items=tuple(
-            OrderItem(
-                description=as_text(item.get("description")),
-                charge_type=as_text(item.get("chargetype")),
-                quantity=as_text(item.get("qty")),
-                product_id=as_text(item.get("pid")),
-            )
-            for item in as_records(payload.get("orderitems"))
-        ),
-        terms_agreed_at=as_text(terms) or None,
-        contract_download=as_text(payload.get("contractdownload")),
-        promo=as_text(payload.get("promo")),
-        order_source=as_text(payload.get("ordersource")),
+        status=clean.text(payload.get("status"), "status"),
+        site_id=clean.site_id(service.get("siteid")),
+        customer=_person(payload.get("customer"), "firstname", "lastname", "email", "phone", clean),
+        service_address=_address(service, _UTOPIA_SERVICE_ADDRESS_KEYS, clean),
+        billing_address=_address(payload.get("billingaddress"), _UTOPIA_ADDRESS_KEYS, clean),
+        items=items,
+        terms_agreed_at=clean.text(terms, "terms date") or None,
+        contract_download=clean.text(payload.get("contractdownload"), "contract download"),
+        promo=clean.text(payload.get("promo"), "promo"),
+        order_source=clean.text(payload.get("ordersource"), "order source"),
+        problems=tuple(dict.fromkeys(clean.problems)),
     )
 
 

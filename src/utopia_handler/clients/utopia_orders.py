@@ -26,6 +26,11 @@ The rules, precisely:
 - The walk visits at most `MAX_NODES` values and goes at most `MAX_DEPTH` levels deep; past either
   it stops (or skips the deeper part) and says so instead of failing.
 
+What `read_order_list` lists: only references of UTOPIA's shape (`check_order_ref`, the one rule
+for every order reference that comes in), a status on one line, a site id only when it is digits.
+A reply whose references are all of another shape is unreadable; with some, it says how many were
+left out.
+
 Empty versus unreadable (`read_order_list`):
 - readable with orders: at least one reference found and the whole reply was walked;
 - readable and empty: no reference, and the reply is UTOPIA's "No valid records found for this
@@ -46,10 +51,38 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
+from utopia_handler.text import one_line
+
 log = logging.getLogger(__name__)
 
 #: UTOPIA's order reference: `UIA` + YYYYMM + `-` + 6 digits, e.g. `UIA202511-038570`.
 ORDER_REF_PATTERN = re.compile(r"UIA\d{6}-\d{6}", re.IGNORECASE | re.ASCII)
+#: What `check_order_ref` says of anything else (never the text itself: it may be anything).
+ORDER_REF_RULE = "an order reference is UIA, 6 digits, '-' and 6 digits, like UIA202611-004217"
+
+
+class BadOrderRef(ValueError):
+    """Text that is not a UTOPIA order reference (`ORDER_REF_RULE`)."""
+
+
+def check_order_ref(text: str) -> str:
+    """`text` as an order reference, trimmed and upper-cased, or BadOrderRef.
+
+    The one rule for every order reference that comes in: a callback's `orderref`, one a person
+    types to provision by hand, one found in UTOPIA's order list. Nothing else is stored, looked
+    up, logged or put into a file name: no paths, quotes, controls or invisible characters.
+    """
+    ref = text.strip()
+    if not ORDER_REF_PATTERN.fullmatch(ref):
+        raise BadOrderRef(ORDER_REF_RULE)
+    return ref.upper()
+
+
+def is_order_ref(text: object) -> bool:
+    """Whether `text` is an order reference as `check_order_ref` takes it."""
+    return isinstance(text, str) and ORDER_REF_PATTERN.fullmatch(text.strip()) is not None
+
+
 #: Deeper parts of a reply are skipped (and reported): no real list nests this far.
 MAX_DEPTH = 64
 #: The walk stops (and reports it) after visiting this many values.
@@ -331,10 +364,32 @@ def is_nothing_for_this_isp(payload: Any) -> bool:
     return isinstance(error, str) and error.strip() == NOTHING_FOR_THIS_ISP
 
 
+def _accepted(orders: tuple[ListedOrder, ...]) -> tuple[tuple[ListedOrder, ...], int]:
+    """The orders whose reference passes `check_order_ref` (with a status on one line and a site
+    id only when it is digits), and how many were left out."""
+    kept = tuple(
+        ListedOrder(
+            check_order_ref(order.order_ref),
+            one_line(order.status),
+            order.site_id if order.site_id.isascii() and order.site_id.isdigit() else "",
+        )
+        for order in orders
+        if is_order_ref(order.order_ref)
+    )
+    return kept, len(orders) - len(kept)
+
+
 def read_order_list(payload: Any) -> OrderList:
-    """The orders in a decoded reply, and whether it was read whole (see the module docstring)."""
+    """The orders in a decoded reply, and whether it was read whole (see the module docstring).
+
+    Only references of UTOPIA's shape are listed (`check_order_ref`); a reply whose references
+    are all of another shape is unreadable, and one with some says how many were left out.
+    """
     walk = _walk(payload)
-    orders = walk.orders()
+    orders, left_out = _accepted(walk.orders())
+    if left_out and not orders:
+        note = f"{left_out} references in the reply are not UTOPIA order references; none taken"
+        return OrderList((), readable=False, note=note)
     if walk.stopped:
         note = f"the reply is too large: reading stopped after {MAX_NODES} values"
         return OrderList(orders, readable=False, note=note)
@@ -342,7 +397,8 @@ def read_order_list(payload: Any) -> OrderList:
         note = f"parts of the reply nested deeper than {MAX_DEPTH} levels were not read"
         return OrderList(orders, readable=False, note=note)
     if orders:
-        return OrderList(orders, readable=True)
+        note = f"{left_out} references not of UTOPIA's shape were left out" if left_out else ""
+        return OrderList(orders, readable=True, note=note)
     # UTOPIA's "nothing for you": on a list, that is an empty list.
     if is_nothing_for_this_isp(payload):
         return OrderList((), readable=True)

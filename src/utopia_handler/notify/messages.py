@@ -5,6 +5,7 @@ Render, then send: this module never talks to a network; `SmtpSender` delivers t
 
 from __future__ import annotations
 
+import email.policy
 from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import formatdate
@@ -18,9 +19,34 @@ from utopia_handler.clients.utopia import Contract, PostalAddress
 from utopia_handler.provisioning import format_phone
 from utopia_handler.settings import MailSettings, PowerCodeSettings
 from utopia_handler.store.models import NotificationKind
+from utopia_handler.text import one_line
 
 TEMPLATES = Path(__file__).parent / "templates"
 MESSAGE_ID_DOMAIN = "utopia-handler.local"
+#: A header value longer than this is cut (a subject carries a customer's name).
+MAX_HEADER_CHARS = 250
+
+
+def _mail_policy() -> email.policy.EmailPolicy[EmailMessage]:
+    """The default policy; where the interpreter can (CVE-2024-6923's fix), it also refuses to
+    write a header that would break into another line: a second defence behind `header_text`."""
+    if hasattr(email.policy.default, "verify_generated_headers"):
+        return email.policy.default.clone(verify_generated_headers=True)
+    return email.policy.default
+
+
+MAIL_POLICY = _mail_policy()
+
+
+def header_text(value: str, limit: int | None = MAX_HEADER_CHARS) -> str:
+    """Any text made safe to be an e-mail header's value: one line, nothing a mail reader decodes.
+
+    Line breaks of every kind (CR, LF, NEL, U+2028/2029) and other control or invisible
+    characters are gone (`text.one_line`). An RFC 2047 encoded word (`=?utf-8?q?...?=`) would be
+    decoded by the reader, line breaks and all, so "=?" never reaches a header as it is.
+    """
+    text = one_line(value).replace("=?", "= ?")
+    return text if limit is None or len(text) <= limit else text[: limit - 3] + "..."
 
 
 @dataclass(frozen=True)
@@ -165,14 +191,22 @@ def compose(
     message_id: str,
     attachment: Attachment | None,
 ) -> EmailMessage:
-    """A multipart e-mail (text and HTML, optional PDF) ready for SMTP."""
-    message = EmailMessage()
-    message["Subject"] = rendered.subject
-    message["From"] = mail.sender
-    message["To"] = ", ".join(mail.recipients)
-    message["Date"] = formatdate(localtime=False, usegmt=True)
-    message["Message-ID"] = f"<{message_id}@{MESSAGE_ID_DOMAIN}>"
-    message["Auto-Submitted"] = "auto-generated"
+    """A multipart e-mail (text and HTML, optional PDF) ready for SMTP.
+
+    Every header value, and the attachment's file name, goes through `header_text`.
+    """
+    message = EmailMessage(policy=MAIL_POLICY)
+    headers = {
+        "Subject": rendered.subject,
+        "From": mail.sender,
+        "To": ", ".join(mail.recipients),
+        "Date": formatdate(localtime=False, usegmt=True),
+        "Message-ID": f"<{message_id}@{MESSAGE_ID_DOMAIN}>",
+        "Auto-Submitted": "auto-generated",
+    }
+    for name, value in headers.items():
+        # Only the subject carries outside text that may be long; addresses are never cut.
+        message[name] = header_text(value, limit=MAX_HEADER_CHARS if name == "Subject" else None)
     message.set_content(rendered.text)
     message.add_alternative(rendered.html, subtype="html")
     if attachment is not None:
@@ -180,6 +214,6 @@ def compose(
             attachment.content,
             maintype="application",
             subtype="pdf",
-            filename=attachment.filename,
+            filename=header_text(attachment.filename),
         )
     return message

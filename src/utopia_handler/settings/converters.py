@@ -18,7 +18,7 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import NoReturn, TypeVar
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from jinja2 import Environment, TemplateError, TemplateSyntaxError
 
@@ -33,6 +33,9 @@ class SettingsError(Exception):
 
 
 MASK = "********"
+# A URL parameter whose name holds one of these (any case) is a credential.
+_CREDENTIAL_WORDS = ("pass", "pwd", "secret", "token", "key", "auth", "sig", "cred", "session")
+_URL_PARAMETER = re.compile(r"(?P<start>[?&#;])(?P<name>[^=&#;?]*)=[^&#;]*")
 RANDOM_HINT = "python -c 'import secrets; print(secrets.token_urlsafe(32))'"
 MAX_ID = 2**31 - 1  # PowerCode ids are 32-bit database keys
 # PowerCode serves its web pages and both APIs on port 444. The old handler's PC_URL named no port
@@ -78,16 +81,30 @@ def show_key(key: str) -> str:
 
 
 def mask_credentials(url: str) -> str:
-    """Hide a password (or a lone token) written into a URL before showing it."""
+    """`url` with every credential written into it hidden, for showing: the password (or a lone
+    token) before the host, and the value of each query, path or fragment parameter named like a
+    credential (`password`, `sslpassword`, `token`, `api_key`, `secret`...), whatever its case."""
     head, sep, rest = url.partition("://")
     if not sep:
         head, rest = "", url
-    userinfo, at, host = rest.rpartition("@")
-    if not at:
-        return url
-    user, colon, _ = userinfo.partition(":")
-    shown_user = f"{user}:{MASK}" if colon else MASK
-    return f"{head}{sep}{shown_user}@{host}"
+    # The authority ends at the query or fragment, not at a "/": SQLAlchemy reads a password
+    # up to the last "@", slashes and all. A path of its own (sqlite:////var/...) has none.
+    end = min((i for i in (rest.find("?"), rest.find("#")) if i >= 0), default=len(rest))
+    authority, tail = rest[:end], rest[end:]
+    userinfo, at, host = authority.rpartition("@")
+    if at and not authority.startswith("/"):
+        user, colon, _ = userinfo.partition(":")
+        authority = f"{user}:{MASK}@{host}" if colon else f"{MASK}@{host}"
+    tail = _URL_PARAMETER.sub(_mask_parameter, tail)
+    authority = _URL_PARAMETER.sub(_mask_parameter, authority)  # ;key=value in the path
+    return f"{head}{sep}{authority}{tail}"
+
+
+def _mask_parameter(match: re.Match[str]) -> str:
+    name = unquote(match.group("name")).casefold()
+    if any(word in name for word in _CREDENTIAL_WORDS):
+        return f"{match.group('start')}{match.group('name')}={MASK}"
+    return match.group(0)
 
 
 def _kind(value: object) -> str:

@@ -672,6 +672,8 @@ def display(value: object) -> str:
         return describe_route(value)
     if isinstance(value, tuple):
         return ", ".join(display(item) for item in value) if value else "(none)"
+    if isinstance(value, str) and "://" in value:
+        return mask_credentials(value)  # any URL: a password or token may be written into it
     return str(value)
 
 

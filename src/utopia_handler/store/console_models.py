@@ -72,15 +72,15 @@ class ConsoleSession(Base):
 
 
 class LoginFailure(Base):
-    """One failed login, counted per user name and per address for throttling.
+    """One failed login, counted per user name and address together for throttling.
 
-    `key` is a hash: people sometimes type their password into the user name field.
+    `key` is a hash of both: people sometimes type their password into the user name field.
     """
 
     __tablename__ = "login_failures"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    scope: Mapped[str] = mapped_column(String(8))  # "user" or "ip"
+    scope: Mapped[str] = mapped_column(String(8))  # "pair" (before: "user" or "ip")
     key: Mapped[str] = mapped_column(String(64))
     at: Mapped[datetime]
 

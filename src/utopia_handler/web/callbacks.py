@@ -14,10 +14,12 @@ from typing import Any
 from flask import Blueprint, Response, current_app, jsonify, request
 from sqlalchemy.exc import SQLAlchemyError
 
+from utopia_handler.clients.utopia_orders import BadOrderRef, check_order_ref
 from utopia_handler.logs import log_event
 from utopia_handler.runtime import Runtime
 from utopia_handler.store import queries
 from utopia_handler.store.models import CallbackOutcome
+from utopia_handler.text import has_unsafe_characters
 from utopia_handler.timeutil import utcnow
 from utopia_handler.web import security
 
@@ -34,8 +36,15 @@ class BadCallback(Exception):
 def parse_callback(body: bytes) -> tuple[str, str, str | None]:
     """The (orderref, msg, event) of a callback body, or BadCallback saying what is wrong."""
     try:
-        payload: Any = json.loads(body)
-    except (UnicodeDecodeError, ValueError):
+        # UTF-8 only: json.loads would also take UTF-16 and UTF-32 bytes, which cannot be stored.
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise BadCallback("the body is not UTF-8 text") from None
+    try:
+        payload: Any = json.loads(text)
+    except RecursionError:
+        raise BadCallback("the body is nested too deeply") from None
+    except ValueError:
         raise BadCallback("the body is not valid JSON") from None
     if not isinstance(payload, dict):
         raise BadCallback("the body must be a JSON object")
@@ -54,10 +63,20 @@ def parse_callback(body: bytes) -> tuple[str, str, str | None]:
             raise BadCallback(f"'{name}' must not be empty")
         if len(value) > limit:
             raise BadCallback(f"'{name}' is longer than {limit} characters")
-        # C0 and C1 controls and the Unicode line/paragraph separators: each can start a fake
-        # line in a log file or a terminal that shows these values (found by the fuzz tests).
-        if any(ord(c) < 32 or 127 <= ord(c) < 160 or c in "\u2028\u2029" for c in value):
-            raise BadCallback(f"'{name}' contains control characters")
+        # C0 and C1 controls and the Unicode line/paragraph separators can start a fake line in
+        # a log file or a terminal that shows these values (found by the fuzz tests); invisible
+        # format characters hide what a value says; a lone surrogate (a "\ud800" escape) is
+        # not text at all and cannot be stored.
+        if name == "orderref":
+            # The one rule for order references; it lets no control or invisible character by.
+            try:
+                value = check_order_ref(value)
+            except BadOrderRef as problem:
+                raise BadCallback(f"'orderref' is not an order reference: {problem}") from None
+        elif has_unsafe_characters(value):
+            raise BadCallback(
+                f"'{name}' contains control characters (or invisible or invalid ones)"
+            )
         values[name] = value or None
     order_ref, msg = values["orderref"], values["msg"]
     assert order_ref is not None and msg is not None
@@ -66,6 +85,20 @@ def parse_callback(body: bytes) -> tuple[str, str, str | None]:
 
 def _error(status: int, message: str) -> tuple[Response, int]:
     return jsonify({"error": message}), status
+
+
+def _read_body(limit: int) -> bytes | None:
+    """The whole request body, or None when it is longer than `limit` bytes.
+
+    One byte more than the limit is read, whether the body has a Content-Length or comes
+    chunked: a reader that stops at the limit cannot tell a body of exactly the limit from a
+    longer one cut there (gunicorn hands chunked bodies on, and Werkzeug's limit stops reading
+    at the limit without complaint). Over a Content-Length of limit + 1, Werkzeug answers 413
+    before reading.
+    """
+    request.max_content_length = limit + 1
+    body = request.get_data(cache=False)
+    return None if len(body) > limit else body
 
 
 def _authenticated(runtime: Runtime, signed: bool = False) -> bool:
@@ -97,7 +130,9 @@ def api_callback() -> tuple[Response, int]:
     refusal, worth_logging = gate.admit(source)
     if refusal is not None:
         return _refuse(refusal, source, log_it=worth_logging)
-    body = request.get_data(cache=False)  # over MAX_CONTENT_LENGTH, Flask answers 413 itself
+    body = _read_body(runtime.settings.web.max_body_bytes)
+    if body is None:
+        return _error(413, "the body is larger than the limit")
     if not _authenticated(runtime, gate.signs):
         log_event(log, "callback.unauthorized", logging.WARNING, remote=source)
         return _error(401, "missing or wrong callback token")
@@ -125,7 +160,7 @@ def api_callback() -> tuple[Response, int]:
                 order_ref=order_ref,
                 msg=msg,
                 event=event,
-                body=body.decode("utf-8"),
+                body=body.decode("utf-8"),  # parse_callback checked it is UTF-8
                 remote_addr=str(source) if source is not None else request.remote_addr,
                 now=utcnow(),
                 shadow=runtime.settings.shadow_mode,

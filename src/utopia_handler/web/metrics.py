@@ -10,7 +10,6 @@ loopback requests (no proxy headers) may scrape.
 from __future__ import annotations
 
 import hmac
-import ipaddress
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -47,6 +46,7 @@ from utopia_handler.store.models import (
     StepAttempt,
 )
 from utopia_handler.timeutil import utcnow
+from utopia_handler.web.security import CAME_THROUGH_PROXY, SOCKET_PEER, is_local, parse_address
 
 bp = Blueprint("metrics", __name__)
 
@@ -332,13 +332,14 @@ def _scrape_allowed(runtime: Runtime) -> bool:
         return scheme.casefold() == "bearer" and hmac.compare_digest(
             given.strip().encode(), token.reveal().encode()
         )
-    # No token: only a scraper on this machine. A reverse proxy here would also connect from
-    # loopback, so a request that came through one (it adds these headers) is refused.
-    try:
-        loopback = ipaddress.ip_address(request.remote_addr or "").is_loopback
-    except ValueError:
-        return False
-    return loopback and not any(name in request.headers for name in _PROXY_HEADERS)
+    # No token: only a scraper on this machine, judged by the socket peer as the server saw it.
+    # A reverse proxy here also connects from loopback, so a request that came through one (it
+    # adds these headers; the server may have dropped them since) is refused.
+    peer = request.environ.get(SOCKET_PEER, request.remote_addr)
+    came_through_proxy = request.environ.get(CAME_THROUGH_PROXY)
+    if came_through_proxy is None:  # an app run without its PeerRecorder
+        came_through_proxy = any(name in request.headers for name in _PROXY_HEADERS)
+    return is_local(parse_address(str(peer or ""))) and not came_through_proxy
 
 
 @bp.get("/metrics")

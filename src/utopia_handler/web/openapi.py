@@ -19,7 +19,12 @@ bp = Blueprint("openapi", __name__)
 
 # JSON Schema has no "after trimming"; this pattern says "no control characters", which is what
 # a sender must know. Surrounding spaces are trimmed and then the length is checked.
-_NO_CONTROL_CHARACTERS = "^[^\\u0000-\\u001f\\u007f-\\u009f\\u2028\\u2029]*$"
+# Controls, line/paragraph separators and the common invisible format characters (the service
+# refuses every Unicode format character; these are the ones a schema can list briefly).
+_NO_CONTROL_CHARACTERS = (
+    "^[^\\u0000-\\u001f\\u007f-\\u009f\\u00ad\\u200b-\\u200f"
+    "\\u2028-\\u202e\\u2060-\\u206f\\ufeff]*$"
+)
 
 
 def _error(description: str, *, retry_after: bool = False) -> dict[str, Any]:
@@ -214,9 +219,13 @@ def openapi_document(app: Flask) -> dict[str, Any]:
                     "type": "object",
                     "required": ["orderref", "msg"],
                     "properties": {
-                        "orderref": _text_field(
-                            limits["orderref"], "UTOPIA order reference, e.g. UIA202511-038570."
-                        ),
+                        "orderref": {
+                            "type": "string",
+                            "pattern": "^[Uu][Ii][Aa][0-9]{6}-[0-9]{6}$",
+                            "description": "UTOPIA order reference: UIA, 6 digits, '-' and 6 "
+                            "digits, e.g. UIA202511-038570 (stored upper-cased). Anything else "
+                            "is refused with 400.",
+                        },
                         "msg": _text_field(
                             limits["msg"],
                             "What happened: `Project New Order` starts provisioning, `Test` "

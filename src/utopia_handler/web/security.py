@@ -12,6 +12,11 @@
    accepted at once for rotation.
 
 Refusals are small records the endpoint turns into JSON answers; nothing here stores or logs.
+
+`PeerRecorder`, the outermost WSGI layer under every server (waitress and gunicorn alike), keeps
+the socket peer as the server saw it and whether the request came through a proxy, before
+anything can rewrite REMOTE_ADDR or drop a header; then it drops X-Forwarded-* and the like from
+peers that are not trusted proxies.
 """
 
 from __future__ import annotations
@@ -26,10 +31,14 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from flask import Flask
 
 from utopia_handler.settings import CallbackGuard, IPNetwork, Secret
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
 #: The headers a Standard Webhooks signature travels in.
 SIGNED_HEADERS = ("webhook-id", "webhook-timestamp", "webhook-signature")
@@ -42,6 +51,21 @@ _MAX_SIGNATURE_HEADER_CHARS = 4096
 _MAX_SOURCES = 10_000
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+#: WSGI environ keys `PeerRecorder` writes: the untouched socket peer, and whether the request
+#: carried any proxy header (so came through a proxy, or pretends to).
+SOCKET_PEER = "utopia_handler.socket_peer"
+CAME_THROUGH_PROXY = "utopia_handler.came_through_proxy"
+#: The headers a proxy adds to say who the client is, as WSGI environ keys.
+PROXY_HEADER_KEYS = (
+    "HTTP_X_FORWARDED_FOR",
+    "HTTP_X_FORWARDED_HOST",
+    "HTTP_X_FORWARDED_PROTO",
+    "HTTP_X_FORWARDED_PORT",
+    "HTTP_X_FORWARDED_BY",
+    "HTTP_FORWARDED",
+    "HTTP_X_REAL_IP",
+)
 
 
 @dataclass(frozen=True)
@@ -99,6 +123,37 @@ def client_address(
         if not _within(hop_address, trusted_proxies):
             return hop_address
     return address
+
+
+def is_local(address: IPAddress | None) -> bool:
+    """Whether an address is this machine's loopback (an IPv4 one reaching an IPv6 socket too)."""
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return address is not None and address.is_loopback
+
+
+class PeerRecorder:
+    """WSGI middleware, outermost: note the socket peer and any proxy header, then drop proxy
+    headers that do not come from a trusted proxy.
+
+    waitress would drop them itself (`clear_untrusted_proxy_headers`), but then nobody could tell
+    a request forwarded by a proxy on this machine from a direct local one; gunicorn drops none.
+    Done here, it is the same under both.
+    """
+
+    def __init__(self, app: WSGIApplication, trusted_proxies: Sequence[IPNetwork]) -> None:
+        self.app = app
+        self.trusted_proxies = tuple(trusted_proxies)
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        peer = str(environ.get("REMOTE_ADDR") or "")
+        environ[SOCKET_PEER] = peer
+        environ[CAME_THROUGH_PROXY] = any(key in environ for key in PROXY_HEADER_KEYS)
+        address = parse_address(peer)
+        if address is None or not _within(address, self.trusted_proxies):
+            for key in PROXY_HEADER_KEYS:
+                environ.pop(key, None)
+        return self.app(environ, start_response)
 
 
 @dataclass

@@ -27,8 +27,8 @@ from utopia_handler.web.console.common import (
     SECURITY_HEADERS,
     bp,
     current_user,
-    is_safe_target,
     runtime,
+    safe_target,
     template_globals,
 )
 from utopia_handler.web.security import client_address
@@ -81,7 +81,7 @@ def _page_before() -> str | None:
     if referrer.netloc != request.host:
         return None
     target = referrer.path + (f"?{referrer.query}" if referrer.query else "")
-    return target if is_safe_target(target) and referrer.path != "/login" else None
+    return safe_target(target) if referrer.path != "/login" else None
 
 
 def _logged_out_form() -> ResponseReturnValue | None:
@@ -129,8 +129,7 @@ def store_error(error: SQLAlchemyError) -> ResponseReturnValue:
 
 @bp.route("/login", methods=["GET", "POST"])
 def login() -> ResponseReturnValue:
-    target = request.values.get("next")
-    target = target if is_safe_target(target) else None
+    target = safe_target(request.values.get("next"))
     if request.method == "GET" and g.user is not None:
         return redirect(target or url_for("console.home"))
     error, status = None, 200
@@ -138,7 +137,7 @@ def login() -> ResponseReturnValue:
         name = request.form.get("username", "")[:200]
         password = request.form.get("password", "")[:2000]
         # Behind a trusted proxy (TRUSTED_PROXIES) the throttle counts the real sender, so one
-        # person's failures do not lock out everybody who comes through nginx.
+        # person's failures do not delay everybody who comes through nginx.
         source = client_address(
             request.remote_addr,
             request.headers.getlist("X-Forwarded-For"),
@@ -157,14 +156,16 @@ def login() -> ResponseReturnValue:
             remote=address,
             throttled=outcome.throttled,
         )
-        if outcome.throttled:
-            error, status = (
-                "Too many failed log-ins for this user or from this address. "
-                f"Wait {accounts.THROTTLE_WINDOW.seconds // 60} minutes, then try again.",
-                429,
+        if outcome.retry_after is not None:
+            seconds = outcome.retry_after
+            page = render_template(
+                "console/login.html",
+                error="Too many failed log-ins for this user from this address. "
+                f"Wait {seconds} second{'' if seconds == 1 else 's'}, then try again.",
+                next=target,
             )
-        else:
-            error, status = "Wrong user name or password (or the user is disabled).", 401
+            return page, 429, {"Retry-After": str(seconds)}
+        error, status = "Wrong user name or password (or the user is disabled).", 401
     return render_template("console/login.html", error=error, next=target), status
 
 

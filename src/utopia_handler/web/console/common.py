@@ -7,6 +7,7 @@ import re
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any, ParamSpec, TypeVar
+from urllib.parse import urlsplit
 
 from flask import Blueprint, abort, current_app, g, request
 
@@ -24,6 +25,7 @@ from utopia_handler.store.models import (
     OrderState,
     Step,
 )
+from utopia_handler.text import is_unsafe_character
 from utopia_handler.web.security import from_trusted_proxy
 
 bp = Blueprint(
@@ -206,15 +208,26 @@ def page_number() -> int:
     return max(1, int(raw)) if raw.isdigit() and len(raw) < 7 else 1
 
 
-def is_safe_target(target: str | None) -> bool:
-    """A local path to go back to after login; never another site."""
-    return bool(
-        target
-        and target.startswith("/")
-        and not target.startswith(("//", "/\\"))
-        and "\n" not in target
-        and "\r" not in target
-    )
+def safe_target(target: str | None) -> str | None:
+    """The path of this site to go back to after login, or None: never another site.
+
+    Judged as a browser will read it: browsers drop tabs and line breaks inside a URL and read
+    "\\" as "/", so "/\\t/evil.example" is "//evil.example", another site. Whitespace and control
+    characters are removed and backslashes made slashes first; what is left must be a path with
+    neither scheme nor host.
+    """
+    if not target:
+        return None
+    cleaned = "".join(
+        char for char in target if not (char.isspace() or is_unsafe_character(char))
+    ).replace("\\", "/")
+    try:
+        parts = urlsplit(cleaned)
+    except ValueError:
+        return None
+    if parts.scheme or parts.netloc or not cleaned.startswith("/") or cleaned.startswith("//"):
+        return None
+    return cleaned
 
 
 def utc(value: datetime | None) -> str:
