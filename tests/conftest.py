@@ -175,8 +175,8 @@ def load_order(runtime: Runtime, order_ref: str) -> Order:
         return order
 
 
-def queue_order(runtime: Runtime, order_ref: str) -> None:
-    """Store a new-order callback the way the endpoint does."""
+def queue_order(runtime: Runtime, order_ref: str, *, shadow: bool = False) -> None:
+    """Store a new-order callback the way the endpoint does (in shadow mode with `shadow`)."""
     from utopia_handler.store import queries
 
     with runtime.store.write() as session:
@@ -188,4 +188,5 @@ def queue_order(runtime: Runtime, order_ref: str) -> None:
             body="{}",
             remote_addr="127.0.0.1",
             now=utcnow(),
+            shadow=shadow,
         )

@@ -36,17 +36,7 @@ def pc_writes(emulators: Emulators) -> list[str]:
 
 
 def shadow_queue(runtime: Runtime, order_ref: str) -> None:
-    with runtime.store.write() as session:
-        queries.record_callback(
-            session,
-            order_ref=order_ref,
-            msg="Project New Order",
-            event="Project Update",
-            body="{}",
-            remote_addr="127.0.0.1",
-            now=utcnow(),
-            shadow=True,
-        )
+    queue_order(runtime, order_ref, shadow=True)
 
 
 def test_in_shadow_mode_orders_are_read_for_real_and_nothing_is_written(

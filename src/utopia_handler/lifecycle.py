@@ -139,23 +139,9 @@ def record_known_order(
     order = queries.find_order(session, order_ref)
     if order is not None:
         return order
-    order = Order(
-        order_ref=order_ref,
-        state=OrderState.RECORDED,
-        step=Step.LOOKUP_CONTRACT,
-        created_at=now,
-        updated_at=now,
-        next_attempt_at=now,
-        run=1,
-        step_attempts=0,
-        customer_created=False,
-        resolved_by_hand=False,
-        site_id=site_id or None,
-        reason=reason,
+    return _new_order(
+        session, order_ref, OrderState.RECORDED, now, site_id=site_id or None, reason=reason
     )
-    session.add(order)
-    session.flush()
-    return order
 
 
 def queue_found_order(
@@ -167,9 +153,16 @@ def queue_found_order(
     `shadow`: found while shadow mode is on, so worked on in it, as a callback would be."""
     if queries.find_order(session, order_ref) is not None:
         return None
+    return _new_order(session, order_ref, OrderState.RECEIVED, now, shadow=shadow)
+
+
+def _new_order(
+    session: Session, order_ref: str, state: OrderState, now: datetime, **columns: Any
+) -> Order:
+    """A new order row at the first step, due now, in `state`; flushed so it has its id."""
     order = Order(
         order_ref=order_ref,
-        state=OrderState.RECEIVED,
+        state=state,
         step=Step.LOOKUP_CONTRACT,
         created_at=now,
         updated_at=now,
@@ -178,7 +171,7 @@ def queue_found_order(
         step_attempts=0,
         customer_created=False,
         resolved_by_hand=False,
-        shadow=shadow,
+        **columns,
     )
     session.add(order)
     session.flush()
