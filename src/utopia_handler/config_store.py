@@ -11,7 +11,7 @@ come from the environment, `.env` or TOML file as before.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from datetime import datetime
 from typing import Any
@@ -135,10 +135,11 @@ def current_provisioning(session: Session, base: ProvisioningSettings) -> Provis
 
 def describe_always_services(settings: ProvisioningSettings) -> str:
     """The always-added services as a person types them: "172, 180x3"."""
-    return ", ".join(
-        f"{s}x{settings.quantity_of(s)}" if settings.quantity_of(s) != 1 else str(s)
-        for s in settings.always_services
-    )
+    return _services_text((s, settings.quantity_of(s)) for s in settings.always_services)
+
+
+def _services_text(services: Iterable[tuple[int, int]]) -> str:
+    return ", ".join(str(s) if q == 1 else f"{s}x{q}" for s, q in services)
 
 
 def current_routes(
@@ -438,7 +439,7 @@ def save_always_services(
 ) -> ConfigVersion:
     """Put a new list of always-added services, (id, quantity) each, in force."""
     value: list[Any] = [s if q == 1 else {"service_id": s, "quantity": q} for s, q in services]
-    listed = ", ".join(str(s) if q == 1 else f"{s}x{q}" for s, q in services) or "none"
+    listed = _services_text(services) or "none"
     return _save(session, ConfigKind.ALWAYS_SERVICES, value, actor, now, None, listed)
 
 

@@ -25,6 +25,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from utopia_handler.clients.errors import OutsideError, RejectedError
+from utopia_handler.clients.http import ssl_verify
 from utopia_handler.clients.powercode import PROBE_SEARCH, PowerCodeClient
 from utopia_handler.clients.utopia import NotOurOrder, UtopiaClient
 from utopia_handler.notify.smtp import SmtpSender
@@ -328,10 +329,7 @@ def _send_test(sender: SmtpSender, settings: Settings) -> Check:
 def _server_date(url: str, verify: bool | str) -> datetime | None:
     """PowerCode's clock from the Date header of a plain page request, or None."""
     try:
-        context: bool | ssl.SSLContext = (
-            verify if isinstance(verify, bool) else (ssl.create_default_context(cafile=verify))
-        )
-        response = httpx.head(url, timeout=DOCTOR_TIMEOUTS.connect, verify=context)
+        response = httpx.head(url, timeout=DOCTOR_TIMEOUTS.connect, verify=ssl_verify(verify))
     except (TimeoutError, httpx.HTTPError, OSError, ValueError):
         return None
     header = response.headers.get("Date")

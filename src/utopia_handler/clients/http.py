@@ -78,7 +78,7 @@ def _seconds(value: float | None) -> str:
     return "?" if value is None else f"{value:g}s"
 
 
-def _ssl_verify(verify: bool | str) -> bool | ssl.SSLContext:
+def ssl_verify(verify: bool | str) -> bool | ssl.SSLContext:
     """httpx's `verify` for True, False or a CA file/directory (httpx 0.28 deprecates a path)."""
     if isinstance(verify, bool):
         return verify
@@ -112,7 +112,7 @@ class HttpSession:
                 write=timeouts.read,
                 pool=timeouts.connect,
             ),
-            verify=_ssl_verify(verify),
+            verify=ssl_verify(verify),
             transport=transport,
             # Redirects are never part of these APIs; following one could re-send a create.
             follow_redirects=False,

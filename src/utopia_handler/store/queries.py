@@ -12,7 +12,7 @@ import hashlib
 import re
 from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import (
     JSON,
@@ -542,13 +542,28 @@ def finish_attempt(
     ids: dict[str, Any] | None = None,
 ) -> None:
     """Record how an attempt ended."""
-    attempt = session.get(StepAttempt, attempt_id)
-    if attempt is None:
-        return
-    attempt.outcome = outcome
-    attempt.detail = detail[:2000]
-    attempt.finished_at = now
-    attempt.ids = ids or None
+    attempt = _finish(session, StepAttempt, attempt_id, outcome, detail, now)
+    if attempt is not None:
+        attempt.ids = ids or None
+
+
+_Attempt = TypeVar("_Attempt", StepAttempt, MessageActionAttempt)
+
+
+def _finish(
+    session: Session,
+    model: type[_Attempt],
+    attempt_id: int,
+    outcome: AttemptOutcome,
+    detail: str,
+    now: datetime,
+) -> _Attempt | None:
+    attempt = session.get(model, attempt_id)
+    if attempt is not None:
+        attempt.outcome = outcome
+        attempt.detail = detail[:2000]
+        attempt.finished_at = now
+    return attempt
 
 
 # Routed messages' attempts ------------------------------------------------------------------------
@@ -586,12 +601,7 @@ def finish_action_attempt(
     session: Session, attempt_id: int, outcome: AttemptOutcome, detail: str, now: datetime
 ) -> None:
     """Record how an attempt of a routed message's action ended."""
-    attempt = session.get(MessageActionAttempt, attempt_id)
-    if attempt is None:
-        return
-    attempt.outcome = outcome
-    attempt.detail = detail[:2000]
-    attempt.finished_at = now
+    _finish(session, MessageActionAttempt, attempt_id, outcome, detail, now)
 
 
 # Notifications -----------------------------------------------------------------------------------
