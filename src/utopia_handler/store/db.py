@@ -9,22 +9,25 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from utopia_handler.store.group_commit import GroupCommit
+
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+T = TypeVar("T")
 
 
 class Store:
@@ -41,8 +44,18 @@ class Store:
         )
         self._reader = sessionmaker(reader_engine, expire_on_commit=False)
         self._impatient_writers: dict[int, sessionmaker[Session]] = {}
+        self._impatient_engines: dict[int, Engine] = {}
         # Re-entrant: a nested write in one thread keeps the behaviour it had without the queue.
         self._write_gate = threading.RLock()
+        self._together = GroupCommit(lambda wait: self.write_connection(wait_seconds=wait))
+
+    def write_together(self, write: Callable[[Connection], T], *, wait_seconds: float) -> T:
+        """Run `write` in a transaction shared with other threads' writes (store/group_commit.py).
+
+        Returns its result once the shared transaction is committed; raises its error, or an
+        OperationalError when the database stayed busy for `wait_seconds`.
+        """
+        return self._together.run(write, wait_seconds=wait_seconds)
 
     @contextmanager
     def write(self, *, wait_seconds: float | None = None) -> Iterator[Session]:
@@ -58,6 +71,25 @@ class Store:
                 ms = max(1, int(wait_seconds * 1000))
                 session.execute(text(f"SET LOCAL lock_timeout = {ms}"))
             yield session
+
+    @contextmanager
+    def write_connection(self, *, wait_seconds: float | None = None) -> Iterator[Connection]:
+        """As `write`, but a bare pooled connection: no ORM session, for the callback's path.
+
+        The statements are Core or plain SQL; a session's set-up and unit of work would cost more
+        than the inserts themselves.
+        """
+        engine: Engine = self.engine
+        if wait_seconds is not None and self.is_sqlite:
+            ms = max(1, int(wait_seconds * 1000))
+            engine = self._impatient_engines.get(ms) or self._impatient_engines.setdefault(
+                ms, self.engine.execution_options(sqlite_busy_ms=ms)
+            )
+        with self._writer_turn(wait_seconds), engine.begin() as connection:
+            if wait_seconds is not None and not self.is_sqlite:
+                ms = max(1, int(wait_seconds * 1000))
+                connection.exec_driver_sql(f"SET LOCAL lock_timeout = {ms}")
+            yield connection
 
     @contextmanager
     def _writer_turn(self, wait_seconds: float | None) -> Iterator[None]:

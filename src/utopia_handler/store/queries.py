@@ -17,11 +17,11 @@ from typing import Any, TypeVar
 from sqlalchemy import (
     JSON,
     ColumnElement,
+    Connection,
     Integer,
     and_,
     bindparam,
     func,
-    insert,
     or_,
     select,
     text,
@@ -73,7 +73,12 @@ def _insert(session: Session, table: Any) -> Any:
     return (postgresql if dialect == "postgresql" else sqlite).insert(table)
 
 
-def _insert_new(session: Session, model: Any, unique: str, row: dict[str, Any]) -> int | None:
+# The callback's path runs on a bare connection (Store.write_connection); tests and tools pass a
+# session. Both execute the same statements.
+Executor = Session | Connection
+
+
+def _insert_new(session: Executor, model: Any, unique: str, row: dict[str, Any]) -> int | None:
     """Insert a row unless the `unique` column already holds its value; the new id, or None.
 
     Written as SQL that SQLite (3.35+) and PostgreSQL both speak: SQLAlchemy cannot cache the
@@ -99,11 +104,31 @@ def _insert_new(session: Session, model: Any, unique: str, row: dict[str, Any]) 
 _INSERT_NEW: dict[tuple[Any, str, tuple[str, ...]], Any] = {}
 
 
+def _insert_row(session: Executor, model: Any, row: dict[str, Any]) -> None:
+    """Insert one row as plain SQL compiled once: a Core insert's values() costs more each time."""
+    cache_key = (model, tuple(row))
+    statement = _INSERT_ROW.get(cache_key)
+    if statement is None:
+        columns = model.__table__.c
+        names = list(row)
+        # Table and column names are ours, never input; the values are bound parameters.
+        sql = (
+            f"INSERT INTO {model.__tablename__} ({', '.join(names)}) "  # noqa: S608
+            f"VALUES ({', '.join(':' + n for n in names)})"
+        )
+        statement = text(sql).bindparams(*(bindparam(n, type_=columns[n].type) for n in names))
+        _INSERT_ROW[cache_key] = statement
+    session.execute(statement, row)
+
+
+_INSERT_ROW: dict[tuple[Any, tuple[str, ...]], Any] = {}
+
+
 # Callbacks ---------------------------------------------------------------------------------------
 
 
 def record_callback(
-    session: Session,
+    session: Executor,
     *,
     order_ref: str,
     msg: str,
@@ -167,24 +192,26 @@ def record_callback(
         outcome = CallbackOutcome.TEST_QUEUED if inserted is not None else CallbackOutcome.REPEAT
     else:
         order_id, outcome = _record_message(session, order_ref, msg, event, now, routes)
-    # A Core insert: the ORM's unit of work costs more than the rest of this function together.
-    session.execute(
-        insert(Callback).values(
-            received_at=now,
-            order_ref=order_ref,
-            msg=msg,
-            event=event,
-            outcome=outcome,
-            remote_addr=remote_addr,
-            body=body,
-            order_id=order_id,
-        )
+    # Plain SQL: the ORM's unit of work costs more than the rest of this function together.
+    _insert_row(
+        session,
+        Callback,
+        {
+            "received_at": now,
+            "order_ref": order_ref,
+            "msg": msg,
+            "event": event,
+            "outcome": outcome,
+            "remote_addr": remote_addr,
+            "body": body,
+            "order_id": order_id,
+        },
     )
     return outcome
 
 
 def _record_message(
-    session: Session,
+    session: Executor,
     order_ref: str,
     msg: str,
     event: str | None,
@@ -232,7 +259,7 @@ def message_action_key(order_id: int, msg: str, event: str | None) -> str:
     return hashlib.sha256(f"{order_id}|{msg}|{event or ''}".encode()).hexdigest()
 
 
-def _record_known_order(session: Session, order_ref: str, msg: str, now: datetime) -> int:
+def _record_known_order(session: Executor, order_ref: str, msg: str, now: datetime) -> int:
     """A message for an order we do not know: the order, recorded but not provisioned.
 
     The lifecycle's record_known_order, written as one statement because it runs on the
@@ -308,7 +335,7 @@ def stored_routes(value: Any) -> tuple[MessageRoute, ...]:
     return tuple(route_from_mapping(row) for row in value or () if isinstance(row, dict))
 
 
-def _queue_recorded_order(session: Session, order_ref: str, now: datetime, shadow: bool) -> bool:
+def _queue_recorded_order(session: Executor, order_ref: str, now: datetime, shadow: bool) -> bool:
     """A new-order message for an order only recorded so far: it is provisioned now.
 
     The lifecycle's "recorded -> received" change (lifecycle.provision_recorded), written here

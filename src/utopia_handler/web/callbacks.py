@@ -6,6 +6,7 @@ the answer is 503, so UTOPIA (or whoever sends) tries again later.
 
 from __future__ import annotations
 
+import functools
 import hmac
 import json
 import logging
@@ -151,21 +152,22 @@ def api_callback() -> tuple[Response, int]:
             problem=str(problem),
         )
         return _error(400, str(problem))
+    record = functools.partial(
+        queries.record_callback,
+        order_ref=order_ref,
+        msg=msg,
+        event=event,
+        body=body.decode("utf-8"),  # parse_callback checked it is UTF-8
+        remote_addr=str(source) if source is not None else request.remote_addr,
+        now=utcnow(),
+        shadow=runtime.settings.shadow_mode,
+        routes=runtime.settings.routing.messages,
+    )
     try:
         # Wait only briefly for a busy database: a quick 503 lets the sender retry, a hang does not.
+        # Callbacks arriving together share one commit; each is answered after the one holding it.
         wait = runtime.settings.web.guard.store_wait_seconds
-        with runtime.store.write(wait_seconds=wait) as session:
-            outcome = queries.record_callback(
-                session,
-                order_ref=order_ref,
-                msg=msg,
-                event=event,
-                body=body.decode("utf-8"),  # parse_callback checked it is UTF-8
-                remote_addr=str(source) if source is not None else request.remote_addr,
-                now=utcnow(),
-                shadow=runtime.settings.shadow_mode,
-                routes=runtime.settings.routing.messages,
-            )
+        outcome = runtime.store.write_together(record, wait_seconds=wait)
     except SQLAlchemyError as error:
         log_event(
             log, "callback.not_stored", logging.ERROR, order=order_ref, error=type(error).__name__
