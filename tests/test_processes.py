@@ -78,6 +78,14 @@ class Serve:
         except httpx.HTTPError:
             return False
 
+    def worker_pids(self) -> list[int]:
+        """The pids of serve's children: its worker process (once started)."""
+        pid = self.process.pid
+        try:
+            return [int(n) for n in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+        except OSError:
+            return []
+
     def kill(self) -> None:
         self.process.send_signal(signal.SIGKILL)
         self.process.wait(10)
@@ -169,7 +177,8 @@ def test_sigkill_while_powercode_holds_replies_then_restart_takes_the_work_over_
 
     second = Serve(env, tmp_path)  # at once: PowerCode still holds the replies
     answered = time.monotonic()
-    mark = f"%:{second.process.pid}:%"
+    wait_for(lambda: len(second.worker_pids()) == 1)
+    mark = f"%:{second.worker_pids()[0]}:%"  # the worker runs in serve's child process
 
     def held_work_moves() -> bool:
         rows = sqlite_rows(

@@ -1,7 +1,8 @@
 """Run the HTTP side on waitress (a production WSGI server) and, optionally, a worker beside it.
 
-`ServiceHandle` runs both in background threads of this process: `serve` uses it, and so do the
-demo and the tests, so they exercise exactly what production runs.
+`ServiceHandle` runs both in background threads of this process: the demo and the tests use it.
+`serve` (run_forever) runs its web side the same way and its worker in a child process
+(worker_process.py), so a busy worker never slows acknowledgements.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import faulthandler
 import logging
+import os
 import signal
 import threading
 from types import FrameType
@@ -21,6 +23,7 @@ from utopia_handler.logs import log_event, setup_logging
 from utopia_handler.runtime import Runtime, build_runtime
 from utopia_handler.settings import Settings
 from utopia_handler.worker import Worker
+from utopia_handler.worker_process import WorkerChild
 
 log = logging.getLogger("utopia_handler.server")
 
@@ -92,7 +95,13 @@ def run_forever(settings: Settings, *, web: bool = True, worker: bool = True) ->
     runtime = build_runtime(settings)
     runtime.store.migrate()
     warn_about_risky_settings(settings)
-    handle = ServiceHandle(runtime, web=web, worker=worker).start()
+    # `serve`: the worker runs in a child process, so a busy worker never slows acknowledgements.
+    child = WorkerChild(settings) if web and worker and os.name == "posix" else None
+    if child is not None:
+        runtime.wakeup = child.wakeup
+    handle = ServiceHandle(runtime, web=web, worker=worker and child is None).start()
+    if child is not None:
+        child.start()
     stop = threading.Event()
     # `kill -USR1 <pid>` prints every thread's stack to stderr: how to see where a process hangs.
     faulthandler.register(signal.SIGUSR1, all_threads=True)
@@ -106,7 +115,10 @@ def run_forever(settings: Settings, *, web: bool = True, worker: bool = True) ->
     # Wake now and then: a signal that the kernel hands to another thread only runs its Python
     # handler when the main thread wakes, and an untimed wait might never wake.
     while not stop.wait(0.5):
-        pass
+        if child is not None:
+            child.watch()
     handle.stop()
+    if child is not None:
+        child.stop()
     runtime.close()
     log_event(log, "shutdown.done")
