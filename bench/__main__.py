@@ -53,12 +53,13 @@ class Profile:
     concurrencies: tuple[int, ...]
     databases: tuple[str, ...]
     models: tuple[str, ...]
+    backlog: int = 300  # orders queued before the acknowledgement is measured with a busy worker
 
 
 FULL = Profile(
     10, 10, 200, 32, 500, 100, 0.05, (1, 4, 16), ("sqlite", "postgresql"), ("serve", "web")
 )
-SMOKE = Profile(2, 2, 100, 16, 40, 10, 0.01, (4,), ("sqlite",), ("serve",))
+SMOKE = Profile(2, 2, 100, 16, 40, 10, 0.01, (4,), ("sqlite",), ("serve",), backlog=30)
 
 
 @dataclass
@@ -82,6 +83,16 @@ def peak_rss_mb(pid: int) -> float:
     except OSError:
         pass
     return float("nan")
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) a process has used so far."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return float("nan")
+    fields = text[text.rfind(")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def child_pids(pid: int) -> list[int]:
@@ -379,6 +390,83 @@ def measure_acknowledgement(model: str, kind: str, profile: Profile, workdir: Pa
     return rows
 
 
+def finished_orders(url: str) -> int:
+    """How many orders of the service's database are in a final state."""
+    from utopia_handler.store import queries
+    from utopia_handler.store.db import Store
+    from utopia_handler.store.models import ACTIVE_STATES
+
+    store = Store(url)
+    try:
+        with store.read() as session:
+            counts = queries.count_orders_by_state(session)
+    finally:
+        store.close()
+    return sum(n for state, n in counts.items() if state not in ACTIVE_STATES)
+
+
+def measure_ack_with_busy_worker(profile: Profile, workdir: Path) -> list[Row]:
+    """Acknowledgement at the offered rate while `serve`'s worker works through a backlog."""
+    url = f"sqlite:///{workdir / 'busy.db'}"
+    stand_ins = StandIns(profile.latency, workdir)
+    refs = stand_ins.add_orders(profile.backlog)
+    env = service_env(stand_ins, url, workdir, WORKER_CONCURRENCY="16", RETRY_BASE_SECONDS="1")
+    target = Target("serve", env, workdir)
+    try:
+        with httpx.Client(timeout=30, headers={"X-Callback-Token": TOKEN}) as client:
+            for ref in refs:
+                body = {"event": "Project Update", "orderref": ref, "msg": "Project New Order"}
+                client.post(
+                    f"http://127.0.0.1:{target.port}/api-callback", json=body
+                ).raise_for_status()
+        workers = child_pids(target.process.pid)
+        worker_cpu = sum(cpu_seconds(pid) for pid in workers)
+        done_before = finished_orders(url)
+        run = f"{secrets.randbelow(10_000):04d}"
+        headers = {"X-Callback-Token": TOKEN}
+        result = asyncio.run(
+            open_loop(
+                "127.0.0.1",
+                target.port,
+                lambda i: build_request(
+                    "127.0.0.1", target.port, "/api-callback", callback_body(i, f"{run}05"),
+                    headers,
+                ),
+                profile.rate,
+                profile.steady_seconds,
+            )
+        )  # fmt: skip
+        worker_cpu = sum(cpu_seconds(pid) for pid in workers) - worker_cpu
+        done_during = finished_orders(url) - done_before
+    finally:
+        target.stop()
+        stand_ins.stop()
+    print(
+        f"  busy worker: {done_during} backlog orders finished during the load, "
+        f"p99 {result.percentile(0.99) * 1000:.1f} ms",
+        flush=True,
+    )
+    return [
+        Row(
+            "busy",
+            {
+                "setup": "serve / sqlite",
+                "load": f"callback @ {profile.rate:g}/s",
+                "backlog": f"{profile.backlog} orders, {profile.latency * 1000:g} ms stand-ins",
+                "orders finished meanwhile": str(done_during),
+                "worker CPU": f"{worker_cpu / result.elapsed:.0%}" if result.elapsed else "-",
+                "ok/s": f"{result.throughput:,.0f}",
+                "p50 ms": f"{result.percentile(0.5) * 1000:.1f}",
+                "p99 ms": f"{result.percentile(0.99) * 1000:.1f}",
+                "max ms": f"{max(result.latencies, default=float('nan')) * 1000:.1f}",
+                "not 2xx": ", ".join(f"{n}x{code}" for code, n in sorted(result.other.items()))
+                + (f", {result.errors} errors" if result.errors else "")
+                or "0",
+            },
+        )
+    ]
+
+
 def measure_end_to_end(profile: Profile, workdir: Path) -> list[Row]:
     rows: list[Row] = []
     for concurrency in profile.concurrencies:
@@ -505,6 +593,7 @@ def render(rows: list[Row], profile: Profile, command: str) -> str:
     out = ["# Benchmarks", "", f"Made by `{command}`.", "", *machine(), ""]
     sections = {
         "ack": f"## Acknowledgement of `POST /api-callback` (each answer after a durable commit), beside the no-op ceiling\n\nOpen loop at a fixed offered rate for {profile.steady_seconds:g} s (latency counted from each request's due time), then {profile.connections} keep-alive connections back to back for {profile.saturation_seconds:g} s.",
+        "busy": f"## Acknowledgement while the worker works through a backlog\n\n`serve` (the worker in its own child process) gets {profile.backlog} orders first, then callbacks offered at {profile.rate:g}/s for {profile.steady_seconds:g} s while it works on them. Worker CPU is the worker process's share of one core during the load.",
         "ceiling": "## Disk ceiling: a bare loop of durable commits (SQLite WAL with synchronous=FULL, one writer; PostgreSQL, 8 writers)",
         "e2e": f"## End to end: orders through the stand-ins, {profile.latency * 1000:g} ms per outside call\n\nIdeal = outside calls x latency / worker concurrency.",
         "footprint": "## Footprint: start-up to a ready `/healthz`, and peak RSS of each process after the acknowledgement load",
@@ -527,7 +616,10 @@ def main(argv: list[str]) -> int:
     )
     parser.add_argument("--out", type=Path, default=ROOT / "BENCHMARKS.md")
     parser.add_argument(
-        "--skip", action="append", default=[], help="skip a part: ack, e2e, postgresql, web"
+        "--skip",
+        action="append",
+        default=[],
+        help="skip a part: ack, busy, e2e, postgresql, web",
     )
     args = parser.parse_args(argv)
     profile = SMOKE if args.smoke else FULL
@@ -545,6 +637,11 @@ def main(argv: list[str]) -> int:
                     part = workdir / f"ack-{model}-{kind}"
                     part.mkdir()
                     rows += measure_acknowledgement(model, kind, profile, part)
+        if "busy" not in args.skip:
+            print("acknowledgement with the worker busy: serve / sqlite", flush=True)
+            part = workdir / "busy"
+            part.mkdir()
+            rows += measure_ack_with_busy_worker(profile, part)
         if "e2e" not in args.skip:
             print("end to end", flush=True)
             rows += measure_end_to_end(profile, workdir)
