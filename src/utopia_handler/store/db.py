@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import cache
@@ -83,7 +84,7 @@ class Store:
         if wait_seconds is not None and self.is_sqlite:
             ms = max(1, int(wait_seconds * 1000))
             engine = self._impatient_engines.get(ms) or self._impatient_engines.setdefault(
-                ms, self.engine.execution_options(sqlite_busy_ms=ms)
+                ms, self.engine.execution_options(sqlite_busy_ms=ms, sqlite_eager=True)
             )
         with self._writer_turn(wait_seconds), engine.begin() as connection:
             if wait_seconds is not None and not self.is_sqlite:
@@ -244,12 +245,43 @@ def _create_engine(url: str) -> Engine:
         # Set per transaction because pooled connections are shared: the callback endpoint waits
         # less than a worker (Store.write(wait_seconds=...)), everyone else gets the 30 s.
         busy_ms = int(options.get("sqlite_busy_ms", 30000))
+        begin = options.get("sqlite_begin", "BEGIN IMMEDIATE")
+        if options.get("sqlite_eager"):
+            _begin_eagerly(connection, begin, busy_ms)
+            return
         connection.exec_driver_sql(f"PRAGMA busy_timeout={busy_ms}")
         # Writers take the lock up front: a deferred transaction that later writes can fail
         # at once with SQLITE_BUSY instead of waiting its turn.
-        connection.exec_driver_sql(options.get("sqlite_begin", "BEGIN IMMEDIATE"))
+        connection.exec_driver_sql(begin)
 
     return engine
+
+
+def _begin_eagerly(connection: Any, begin: str, busy_ms: int) -> None:
+    """Begin, trying again every half millisecond while another process holds the write lock.
+
+    SQLite's own busy wait sleeps 1, 2, 5, 10 ... up to 100 ms between tries: fine for a worker,
+    but a callback waiting behind `serve`'s worker child (another process, so the in-process
+    queue does not help) would lose most of its time asleep while the worker takes the lock again
+    and again. Only the callback's path asks for this (Store.write_connection): it wins the lock
+    over the worker's patient tries, which is the priority wanted. With group commit only one
+    thread per process tries at a time.
+    """
+    connection.exec_driver_sql("PRAGMA busy_timeout=0")
+    deadline = time.monotonic() + busy_ms / 1000
+    while True:
+        try:
+            connection.exec_driver_sql(begin)
+            break
+        except OperationalError as error:
+            busy = isinstance(error.orig, sqlite3.OperationalError) and (
+                "locked" in str(error.orig) or "busy" in str(error.orig)
+            )
+            if not busy or time.monotonic() >= deadline:
+                raise
+        time.sleep(0.0005)
+    # Statements inside the transaction keep SQLite's own wait (a checkpoint, say).
+    connection.exec_driver_sql(f"PRAGMA busy_timeout={busy_ms}")
 
 
 @cache
