@@ -267,21 +267,20 @@ def _begin_eagerly(connection: Any, begin: str, busy_ms: int) -> None:
     over the worker's patient tries, which is the priority wanted. With group commit only one
     thread per process tries at a time.
     """
-    connection.exec_driver_sql("PRAGMA busy_timeout=0")
+    raw = connection.connection.dbapi_connection  # plain sqlite3: this runs per callback batch
+    raw.execute("PRAGMA busy_timeout=0")
     deadline = time.monotonic() + busy_ms / 1000
     while True:
         try:
-            connection.exec_driver_sql(begin)
+            raw.execute(begin)
             break
-        except OperationalError as error:
-            busy = isinstance(error.orig, sqlite3.OperationalError) and (
-                "locked" in str(error.orig) or "busy" in str(error.orig)
-            )
+        except sqlite3.OperationalError as error:
+            busy = "locked" in str(error) or "busy" in str(error)
             if not busy or time.monotonic() >= deadline:
-                raise
+                raise OperationalError(begin, {}, error) from error
         time.sleep(0.0005)
     # Statements inside the transaction keep SQLite's own wait (a checkpoint, say).
-    connection.exec_driver_sql(f"PRAGMA busy_timeout={busy_ms}")
+    raw.execute(f"PRAGMA busy_timeout={busy_ms}")
 
 
 @cache

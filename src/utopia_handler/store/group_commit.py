@@ -90,7 +90,7 @@ class GroupCommit:
     def _lead(self, batch: list[_Ticket[Any]], wait_seconds: float) -> None:
         try:
             self._write(batch, wait_seconds)
-        except BaseException as error:  # noqa: BLE001 - handed to every request of the batch
+        except BaseException as error:
             for ticket in batch:
                 if not ticket.done and ticket.error is None:
                     ticket.error = error
@@ -117,7 +117,7 @@ class GroupCommit:
                 try:
                     with self._open(wait_seconds) as connection:
                         ticket.result = ticket.write(connection)
-                except Exception as own_error:  # noqa: BLE001 - it is this request's answer
+                except Exception as own_error:
                     ticket.error = own_error
             return
         for ticket, result in zip(batch, results, strict=True):

@@ -57,6 +57,7 @@ from utopia_handler.store.models import (
     Step,
     StepAttempt,
 )
+from utopia_handler.store.prepared import Prepared
 
 NEW_ORDER_MSG = "project new order"
 TEST_MSG = "test"
@@ -95,13 +96,20 @@ def _insert_new(session: Executor, model: Any, unique: str, row: dict[str, Any])
             f"VALUES ({', '.join(':' + n for n in names)}) "
             f"ON CONFLICT ({unique}) DO NOTHING RETURNING id"
         )
-        statement = text(sql).bindparams(*(bindparam(n, type_=columns[n].type) for n in names))
+        statement = Prepared(
+            text(sql).bindparams(*(bindparam(n, type_=columns[n].type) for n in names))
+        )
         _INSERT_NEW[cache_key] = statement
-    inserted: int | None = session.execute(statement, row).scalar_one_or_none()
+    if isinstance(session, Connection):  # the callback's path: straight to the driver
+        cursor = statement.run(session, row)
+        found = cursor.fetchone()
+        cursor.close()
+        return None if found is None else int(found[0])
+    inserted: int | None = session.execute(statement.statement, row).scalar_one_or_none()
     return inserted
 
 
-_INSERT_NEW: dict[tuple[Any, str, tuple[str, ...]], Any] = {}
+_INSERT_NEW: dict[tuple[Any, str, tuple[str, ...]], Prepared] = {}
 
 
 def _insert_row(session: Executor, model: Any, row: dict[str, Any]) -> None:
@@ -116,12 +124,17 @@ def _insert_row(session: Executor, model: Any, row: dict[str, Any]) -> None:
             f"INSERT INTO {model.__tablename__} ({', '.join(names)}) "  # noqa: S608
             f"VALUES ({', '.join(':' + n for n in names)})"
         )
-        statement = text(sql).bindparams(*(bindparam(n, type_=columns[n].type) for n in names))
+        statement = Prepared(
+            text(sql).bindparams(*(bindparam(n, type_=columns[n].type) for n in names))
+        )
         _INSERT_ROW[cache_key] = statement
-    session.execute(statement, row)
+    if isinstance(session, Connection):
+        statement.run(session, row).close()
+    else:
+        session.execute(statement.statement, row)
 
 
-_INSERT_ROW: dict[tuple[Any, tuple[str, ...]], Any] = {}
+_INSERT_ROW: dict[tuple[Any, tuple[str, ...]], Prepared] = {}
 
 
 # Callbacks ---------------------------------------------------------------------------------------
