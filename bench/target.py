@@ -40,7 +40,8 @@ def run_serve() -> None:
         return add_noop(original(runtime))
 
     server.create_app = create_app_with_noop  # type: ignore[assignment]
-    server.run_forever(load_settings(), web=True, worker=True)
+    settings = load_settings()
+    server.run_forever(settings, web=True, worker=settings.worker.run_in_serve)
 
 
 def run_web() -> None:

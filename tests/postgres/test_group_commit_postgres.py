@@ -13,9 +13,9 @@ from tests.test_group_commit import (
 
 __all__ = [
     "busy_runtime",
-    "web",
     "test_a_write_that_waits_longer_than_allowed_is_refused_and_not_stored",
     "test_concurrent_callbacks_are_each_answered_once_committed_and_stored_exactly_once",
     "test_one_failing_write_in_a_batch_fails_alone_and_the_others_are_stored",
     "test_writes_that_arrive_during_a_commit_share_the_next_and_wait_for_it",
+    "web",
 ]
