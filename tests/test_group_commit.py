@@ -6,10 +6,12 @@ endpoint, the real server with its threads.
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager, closing
 from typing import Any
 
 import pytest
@@ -19,6 +21,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from tests.conftest import new_order, post_callback
 from utopia_handler.runtime import Runtime
 from utopia_handler.server import ServiceHandle
+from utopia_handler.store.group_commit import GroupCommit
 from utopia_handler.store.models import Callback, Order
 from utopia_handler.timeutil import utcnow
 
@@ -183,3 +186,33 @@ def wait_until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
             return
         done.wait(0.01)
     raise AssertionError("condition not met in time")
+
+
+def test_a_batch_the_database_does_not_take_fails_together_without_trying_each_again(
+    runtime: Runtime,
+) -> None:
+    store = runtime.store
+    opened: list[float | None] = []
+
+    def opener(wait: float | None) -> AbstractContextManager[Connection]:
+        opened.append(wait)
+        return store.write_connection(wait_seconds=wait)
+
+    together = GroupCommit(opener)
+    # Someone else (a backup, an `sqlite3` shell) holds the database's write lock throughout.
+    path = store.url.removeprefix("sqlite:///")
+    with closing(sqlite3.connect(path, isolation_level=None)) as other:
+        other.execute("BEGIN IMMEDIATE")
+        with ThreadPoolExecutor(5) as pool:
+            leader = pool.submit(together.run, insert_order(REFS[0]), wait_seconds=1.0)
+            wait_until(lambda: len(opened) == 1)
+            writes = [insert_order(ref) for ref in REFS[1:5]]
+            futures = [pool.submit(together.run, w, wait_seconds=1.5) for w in writes]
+            for future in [leader, *futures]:
+                with pytest.raises(OperationalError):
+                    future.result(30)
+        other.execute("ROLLBACK")
+    # One try for the first, one for the four that waited: not one per write.
+    assert len(opened) == 2
+    assert together.writes == 5
+    assert stored_refs(runtime) == []

@@ -105,12 +105,16 @@ class GroupCommit:
                 self._changed.notify_all()
 
     def _write(self, batch: list[_Ticket[Any]], wait_seconds: float) -> None:
+        began = False
         try:
             with self._open(wait_seconds) as connection:
+                began = True
                 results = [ticket.write(connection) for ticket in batch]
         except Exception as error:
-            if len(batch) == 1:
-                batch[0].error = error
+            if len(batch) == 1 or not began:
+                # The database did not take the transaction (busy, down): the same for each.
+                for ticket in batch:
+                    ticket.error = error
                 return
             # Rolled back as a whole: each again on its own, so the others need not fail too.
             for ticket in batch:
