@@ -405,9 +405,16 @@ def finished_orders(url: str) -> int:
     return sum(n for state, n in counts.items() if state not in ACTIVE_STATES)
 
 
-def measure_ack_with_busy_worker(profile: Profile, workdir: Path) -> list[Row]:
+def measure_ack_with_busy_worker(profile: Profile, workdir: Path, kind: str) -> list[Row]:
     """Acknowledgement at the offered rate while `serve`'s worker works through a backlog."""
-    url = f"sqlite:///{workdir / 'busy.db'}"
+    with database(kind, workdir) as url:
+        if url is None:
+            print(f"  {kind}: PostgreSQL does not answer at 127.0.0.1:5432; skipped", flush=True)
+            return []
+        return _ack_with_busy_worker(profile, workdir, kind, url)
+
+
+def _ack_with_busy_worker(profile: Profile, workdir: Path, kind: str, url: str) -> list[Row]:
     stand_ins = StandIns(profile.latency, workdir)
     refs = stand_ins.add_orders(profile.backlog)
     env = service_env(stand_ins, url, workdir, WORKER_CONCURRENCY="16", RETRY_BASE_SECONDS="1")
@@ -450,7 +457,7 @@ def measure_ack_with_busy_worker(profile: Profile, workdir: Path) -> list[Row]:
         Row(
             "busy",
             {
-                "setup": "serve / sqlite",
+                "setup": f"serve / {kind}",
                 "load": f"callback @ {profile.rate:g}/s",
                 "backlog": f"{profile.backlog} orders, {profile.latency * 1000:g} ms stand-ins",
                 "orders finished meanwhile": str(done_during),
@@ -637,11 +644,13 @@ def main(argv: list[str]) -> int:
                     part = workdir / f"ack-{model}-{kind}"
                     part.mkdir()
                     rows += measure_acknowledgement(model, kind, profile, part)
-        if "busy" not in args.skip:
-            print("acknowledgement with the worker busy: serve / sqlite", flush=True)
-            part = workdir / "busy"
+        for kind in () if "busy" in args.skip else profile.databases:
+            if kind in args.skip:
+                continue
+            print(f"acknowledgement with the worker busy: serve / {kind}", flush=True)
+            part = workdir / f"busy-{kind}"
             part.mkdir()
-            rows += measure_ack_with_busy_worker(profile, part)
+            rows += measure_ack_with_busy_worker(profile, part, kind)
         if "e2e" not in args.skip:
             print("end to end", flush=True)
             rows += measure_end_to_end(profile, workdir)
