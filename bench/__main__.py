@@ -61,9 +61,7 @@ class Profile:
 FULL = Profile(
     10, 10, 200, 32, 500, 100, 0.05, (1, 4, 16), ("sqlite", "postgresql"), ("serve", "web")
 )
-SMOKE = Profile(
-    2, 2, 100, 16, 40, 10, 0.01, (4,), ("sqlite",), ("serve",), growth.SMOKE_SIZES, 3
-)
+SMOKE = Profile(2, 2, 100, 16, 40, 10, 0.01, (4,), ("sqlite",), ("serve",), growth.SMOKE_SIZES, 3)
 
 
 @dataclass
@@ -452,7 +450,9 @@ def measure_growth(kind: str, profile: Profile, workdir: Path) -> list[Row]:
         store = Store(url)
         store.migrate()
         with store.write() as session:
-            accounts.add_user(session, "bench", growth.PASSWORD, Role.VIEWER, utcnow(), actor="bench")
+            accounts.add_user(
+                session, "bench", growth.PASSWORD, Role.VIEWER, utcnow(), actor="bench"
+            )
         stand_ins = StandIns(0.0, workdir)
         env = service_env(stand_ins, url, workdir, SESSION_COOKIE_SECURE="false")
         target = Target("web", env, workdir)

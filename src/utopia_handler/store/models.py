@@ -156,7 +156,13 @@ class Order(Base):
     # When retention removed this finished order's raw payloads (contract, bodies, e-mail data).
     purged_at: Mapped[datetime | None]
 
-    __table_args__ = (Index("ix_orders_due", "state", "next_attempt_at"),)
+    __table_args__ = (
+        Index("ix_orders_due", "state", "next_attempt_at"),  # the worker's claim
+        # The console: the list of one state, newest first, and the counts per state.
+        Index("ix_orders_state_id", "state", "id"),
+        # The search by the beginning of a name (see queries.order_search).
+        Index("ix_orders_customer_name_folded", "customer_name_folded"),
+    )
 
     @validates("customer_name")
     def _fold_customer_name(self, _key: str, value: str | None) -> str | None:
@@ -213,7 +219,11 @@ class Callback(Base):
     body: Mapped[str | None] = mapped_column(Text)  # None once retention purged it
     order_id: Mapped[int | None] = mapped_column(ForeignKey("orders.id", ondelete="SET NULL"))
 
-    __table_args__ = (Index("ix_callbacks_ref_msg", "order_ref", "msg"),)
+    __table_args__ = (
+        Index("ix_callbacks_ref_msg", "order_ref", "msg"),
+        # Home's "not handled in the last 7 days" and that list, without reading every callback.
+        Index("ix_callbacks_outcome_received", "outcome", "received_at"),
+    )
 
 
 class Notification(Base):

@@ -14,7 +14,6 @@ from datetime import datetime, timedelta
 from flask import abort, flash, jsonify, redirect, render_template, request, session, url_for
 from flask.typing import ResponseReturnValue
 from jinja2 import TemplateError
-from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -50,7 +49,6 @@ from utopia_handler.web.console.common import (
     bp,
     current_user,
     in_words,
-    page_number,
     require,
     runtime,
 )
@@ -71,12 +69,10 @@ def _state_filter() -> OrderState | None:
         return None
 
 
-def state_counts(db: Session, matching: ColumnElement[bool] | None = None) -> dict[OrderState, int]:
-    """How many orders are in each state (of those matching a search, if given)."""
-    query = select(Order.state, func.count()).group_by(Order.state)
-    if matching is not None:
-        query = query.where(matching)
-    return {OrderState(s): n for s, n in db.execute(query)}
+def _id_arg(name: str) -> int | None:
+    """An order id from the address (?before= or ?after=), or None."""
+    raw = request.args.get(name, "")
+    return int(raw) if raw.isdigit() and len(raw) < 12 else None
 
 
 def _applied_search() -> str:
@@ -86,48 +82,68 @@ def _applied_search() -> str:
     return str(session.get(SEARCH_KEY) or "")
 
 
+def _matching(db: Session, search: str) -> tuple[ColumnElement[bool] | None, bool]:
+    """The search's condition, and whether its reading of rows is bounded to the newest
+    orders (queries.SEARCH_SCAN_ORDERS)."""
+    if not search:
+        return None, False
+    floor = queries.search_floor(db)
+    return queries.order_search_ids(search, scan_from=floor), floor is not None
+
+
 @bp.get("/orders")
 def order_list() -> ResponseReturnValue:
     state = _state_filter()
     search = _applied_search()
-    page = page_number()
-    matching = queries.order_search(search) if search else None
+    before, after = _id_arg("before"), _id_arg("after")
     with runtime().store.read() as db:
-        counts = state_counts(db, matching)
-        query = select(Order)
-        if matching is not None:
-            query = query.where(matching)
-        if state is not None:
-            query = query.where(Order.state == state)
-        total = db.scalar(select(func.count()).select_from(query.subquery())) or 0
-        orders = list(
-            db.scalars(
-                query.order_by(Order.id.desc()).limit(PAGE_SIZE).offset((page - 1) * PAGE_SIZE)
-            )
+        matching, scan_bounded = _matching(db, search)
+        counts = queries.count_orders_bounded(db, matching)
+        where = [c for c in (matching, Order.state == state if state else None) if c is not None]
+        page = queries.page_of_orders(db, where, PAGE_SIZE, before=before, after=after)
+
+    def link(before: int | None = None, after: int | None = None) -> str:
+        # Every page is an address of its own: the state and the search go with it.
+        return url_for(
+            "console.order_list",
+            state=state.value if state else None,
+            search="1" if search else None,
+            before=before,
+            after=after,
         )
+
     return render_template(
         "console/orders.html",
-        orders=orders,
+        orders=page.orders,
         counts=counts,
-        all_count=sum(counts.values()),
         state=state,
         search=search,
         kept_search=str(session.get(SEARCH_KEY) or "") if not search else "",
         search_arg="1" if search else None,
-        total=total,
-        page=page,
-        pages=max(1, -(-total // PAGE_SIZE)),
+        shown_total=counts.shown(state),
+        newest_url=link() if before or after else None,
+        newer_url=link(after=page.newer) if page.newer else None,
+        older_url=link(before=page.older) if page.older else None,
+        scan_bounded=scan_bounded,
+        scan_orders=queries.SEARCH_SCAN_ORDERS,
     )
 
 
 @bp.get("/orders/counts")
 def order_counts() -> ResponseReturnValue:
-    """Orders per state as JSON, for Home's and the list's counts to refresh themselves."""
+    """Orders per state as JSON, for Home's and the list's counts to refresh themselves.
+
+    Each is counted up to queries.COUNT_CAP; `shown` is what the page prints ("1000+")."""
     search = _applied_search()
     with runtime().store.read() as db:
-        counts = state_counts(db, queries.order_search(search) if search else None)
+        counts = queries.count_orders_bounded(db, _matching(db, search)[0])
+    shown = {s.value: counts.shown(s) for s in OrderState}
     return jsonify(
-        {"counts": {s.value: counts.get(s, 0) for s in OrderState}, "all": sum(counts.values())}
+        {
+            "counts": {s.value: counts.counts[s] for s in OrderState},
+            "all": counts.all,
+            "shown": {**shown, "all": counts.shown()},
+        }
     )
 
 
