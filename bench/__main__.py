@@ -1,6 +1,7 @@
-"""`./run bench`: measure acknowledgement, end-to-end time and footprint; print and record them.
+"""`./run bench`: measure acknowledgement, end-to-end time, how cost grows with the orders stored,
+and footprint; print and record them.
 
-    ./run bench            the full run (about 10 minutes), writes BENCHMARKS.md
+    ./run bench            the full run (about 20 minutes), writes BENCHMARKS.md
     ./run bench --smoke    a short run for CI: prints the table, asserts nothing, writes nothing
 
 Every figure comes from this machine in this run, side by side with its ceiling measured in the
