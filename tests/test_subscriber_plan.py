@@ -44,4 +44,69 @@ def test_a_cancel_without_a_date_says_so_and_pc_side_effects_can_be_turned_off(
     assert "cannot run: give the cancel date (--date YYYY-MM-DD)" in result.output
     assert "updateCustomerStatus" not in result.output and "createTicket" not in result.output
     sent = CliRunner().invoke(cli, ["subscriber", "cancel", ORDER, "--note", "x"], env=env)
-    assert sent.exit_code == 3
+    assert sent.exit_code == 1  # refused: the plan cannot run without its date
+    assert "refused: the plan cannot run" in sent.output
+
+
+def test_the_cli_asks_and_sends_nothing_when_the_answer_is_no(
+    runtime: Runtime, worker: Worker, emulators: Emulators, base_env: dict[str, str]
+) -> None:
+    queue_order(runtime, ORDER)
+    worker.run_until_idle()
+    result = CliRunner().invoke(
+        cli, ["subscriber", "suspend", ORDER, "--note", "unpaid"], env=base_env, input="n\n"
+    )
+    assert result.exit_code == 1 and "Send this?" in result.output
+    assert emulators.utopia.sites["204817"].status == "Active"
+
+
+def test_the_cli_runs_a_suspend_itself_when_no_worker_runs_and_says_done(
+    runtime: Runtime, worker: Worker, emulators: Emulators, base_env: dict[str, str]
+) -> None:
+    queue_order(runtime, ORDER)
+    worker.run_until_idle()
+    emulators.smtp.clear()
+    result = CliRunner().invoke(
+        cli, ["subscriber", "suspend", ORDER, "--note", "unpaid", "--yes"], env=base_env
+    )
+    assert result.exit_code == 0, result.output
+    assert "done: UTOPIA and PowerCode are in step" in result.output
+    assert emulators.utopia.sites["204817"].status == "Suspended"
+    assert any("Subscriber suspend done" in str(m["Subject"]) for m in emulators.smtp.messages)
+    again = CliRunner().invoke(
+        cli, ["subscriber", "unsuspend", ORDER, "--note", "paid", "--yes"], env=base_env
+    )
+    assert again.exit_code == 0, again.output
+    assert emulators.utopia.sites["204817"].status == "Active"
+
+
+def test_the_cli_exit_status_says_still_running_or_waits_for_a_person(
+    runtime: Runtime, worker: Worker, emulators: Emulators, base_env: dict[str, str]
+) -> None:
+    queue_order(runtime, ORDER)
+    worker.run_until_idle()
+    emulators.powercode.faults.add("updateCustomerStatus", "fail", count=1)
+    running = CliRunner().invoke(
+        cli, ["subscriber", "suspend", ORDER, "--note", "unpaid", "--yes"], env=base_env
+    )
+    assert running.exit_code == 3, running.output
+    assert "still running" in running.output
+    refused = CliRunner().invoke(
+        cli, ["subscriber", "unsuspend", ORDER, "--note", "paid", "--yes"], env=base_env
+    )
+    assert refused.exit_code == 1 and "unfinished" in refused.output
+
+
+def test_the_cli_exit_status_says_waits_for_a_person_when_powercode_refuses(
+    runtime: Runtime, worker: Worker, emulators: Emulators, base_env: dict[str, str]
+) -> None:
+    queue_order(runtime, ORDER)
+    worker.run_until_idle()
+    emulators.powercode.faults.add(
+        "updateCustomerStatus", "reject", count=1, status_code=3, message="Invalid field: status"
+    )
+    result = CliRunner().invoke(
+        cli, ["subscriber", "suspend", ORDER, "--note", "unpaid", "--yes"], env=base_env
+    )
+    assert result.exit_code == 4, result.output
+    assert "waits for a person" in result.output and "Invalid field: status" in result.output

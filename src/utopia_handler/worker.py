@@ -50,6 +50,7 @@ from utopia_handler.store.models import (
     Order,
     Step,
 )
+from utopia_handler.subscriber_work import SubscriberActionRunner
 from utopia_handler.timeutil import utcnow
 
 if TYPE_CHECKING:
@@ -105,6 +106,18 @@ class Worker:
             self.retry,
             self.rng,
         )
+        # Subscriber actions a person confirmed: few, so one thread runs them one at a time.
+        self.subscribers = SubscriberActionRunner(
+            runtime.store,
+            runtime.utopia,
+            runtime.powercode,
+            runtime.settings.provisioning.ticket,
+            self.name,
+            clock,
+            self.retry,
+            self.rng,
+            self.lease,
+        )
         self.wakeup = wakeup or threading.Event()
         self._stopping = threading.Event()
         self._heartbeat_stop = threading.Event()
@@ -130,6 +143,7 @@ class Worker:
             (self._dispatch_loop, "dispatch"),
             (self._heartbeat_loop, "lease"),
             (self._retention_loop, "retention"),
+            (self._subscriber_loop, "subscriber"),
         ]
         if self.runtime.settings.reconcile.enabled:
             loops.append((self._reconcile_loop, "reconcile"))
@@ -170,7 +184,14 @@ class Worker:
         for _ in range(max_rounds):
             order_ids, notification_ids, message_ids = self._claim(self.concurrency)
             if not order_ids and not notification_ids and not message_ids:
-                return handled
+                # Subscriber actions last: their e-mails are then delivered in the next round.
+                ran = self.subscribers.run_due(
+                    self.concurrency, shadow=self.runtime.settings.shadow_mode
+                )
+                if not ran:
+                    return handled
+                handled += ran
+                continue
             for order_id in order_ids:
                 self._work_on_order(order_id)
             for message_id in message_ids:
@@ -342,6 +363,17 @@ class Worker:
             )
         if any(dead.orders or dead.notifications or dead.message_actions for dead in taken):
             self.wakeup.set()
+
+    def _subscriber_loop(self) -> None:
+        """Run due subscriber actions one at a time (each renews its lease at every step)."""
+        while not self._stopping.wait(self.poll_seconds):
+            try:
+                if self.subscribers.run_due(1, shadow=self.runtime.settings.shadow_mode):
+                    self.wakeup.set()  # their e-mails are due
+            except SQLAlchemyError as error:
+                log_event(
+                    log, "subscriber_action.store_failed", logging.ERROR, error=type(error).__name__
+                )
 
     def _retention_loop(self) -> None:
         """Remove finished orders' raw payloads once they are older than RETENTION_DAYS."""

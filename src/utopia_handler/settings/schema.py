@@ -264,6 +264,7 @@ class SubscriberSettings:
     pc_cancelled_status: str = "Inactive"
     pc_swap_service: bool = True  # change speed: addCustomerService replaces the internet service
     pc_cancel_ticket: bool = True  # cancel: a PowerCode ticket for staff
+    pc_note: bool = True  # suspend, unsuspend, change speed: a line in the customer's notes
 
 
 @dataclass(frozen=True)

@@ -462,6 +462,12 @@ VARIABLES: tuple[Variable, ...] = (
         to_bool,
         "a cancel also opens a PowerCode ticket for staff",
     ),
+    Variable(
+        "SUBSCRIBER_PC_NOTE",
+        "subscriber.pc_note",
+        to_bool,
+        "a suspend, unsuspend or speed change also adds a line to the PowerCode customer's notes",
+    ),
     # Provisioning: the old handler's variables beside the TOML tables
     Variable(
         "SERVICE_PLAN_1GBPS_ID",
