@@ -110,3 +110,29 @@ def test_the_cli_exit_status_says_waits_for_a_person_when_powercode_refuses(
     )
     assert result.exit_code == 4, result.output
     assert "waits for a person" in result.output and "Invalid field: status" in result.output
+
+
+def test_a_speed_change_takes_utopias_product_from_the_mapping_in_the_settings(
+    runtime: Runtime, worker: Worker, emulators: Emulators, base_env: dict[str, str]
+) -> None:
+    queue_order(runtime, ORDER)
+    worker.run_until_idle()
+    env = {**base_env, "SUBSCRIBER_SPEED_PRODUCTS": "164=1000, 165=2000"}
+    args = ["subscriber", "change-speed", ORDER, "--note", "upgrade", "--service", "165"]
+    result = CliRunner().invoke(cli, [*args, "--yes"], env=env)
+    assert result.exit_code == 0, result.output
+    assert "product = 2000" in result.output
+    assert emulators.utopia.sites["204817"].product == "2 Gbps"
+    unmapped = CliRunner().invoke(cli, ["subscriber", "change-speed", ORDER, "--note", "x",
+                                        "--service", "163", "--dry-run"], env=env)  # fmt: skip
+    assert "no UTOPIA product is mapped for PowerCode service 163" in unmapped.output
+
+
+def test_a_bad_speed_mapping_in_the_settings_is_refused_with_its_variable(
+    base_env: dict[str, str],
+) -> None:
+    result = CliRunner().invoke(
+        cli, ["check-config"], env={**base_env, "SUBSCRIBER_SPEED_PRODUCTS": "164:1000"}
+    )
+    assert result.exit_code != 0
+    assert "SUBSCRIBER_SPEED_PRODUCTS" in result.output

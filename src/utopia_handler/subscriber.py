@@ -15,6 +15,7 @@ from datetime import date
 from sqlalchemy import select
 
 from utopia_handler.clients.errors import OutsideError
+from utopia_handler.config_store import current_speed_products
 from utopia_handler.runtime import Runtime
 from utopia_handler.settings.schema import SubscriberSettings
 from utopia_handler.store.models import Order, SubscriberActionKind
@@ -178,9 +179,17 @@ def plan_action(
     elif action == SubscriberAction.CHANGE_SPEED:
         if service_id is None:
             problems.append("name the new PowerCode service (--service ID)")
-        if not product.strip():
-            problems.append("name UTOPIA's product id for it (--product)")
-        when = issue_date or date.today().isoformat()
+        if not product.strip() and service_id is not None:
+            with runtime.store.read() as db:
+                mapping = current_speed_products(db, settings.speed_products)
+            product = mapping.get(service_id, "")
+            if not product:
+                problems.append(
+                    f"no UTOPIA product is mapped for PowerCode service {service_id}: map it "
+                    "under Settings, Plans (speed changes), or name it (--product)"
+                )
+        issue_date = issue_date or date.today().isoformat()
+        when = issue_date
         requests.append(
             _utopia(
                 "changespeed",

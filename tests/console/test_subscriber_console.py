@@ -157,3 +157,24 @@ def test_an_action_waiting_for_a_person_is_retried_from_the_order_page(
     [action] = _actions(console_runtime)
     assert action.state == MessageActionState.DONE and action.run == 2
     assert [e for e, _ in emulators.utopia.journal if e == "suspend"] == ["suspend"]
+
+
+def test_the_speed_mapping_is_saved_in_versions_on_the_plans_page_and_used_by_the_plan(
+    console_runtime: Runtime, worker: Worker, client_as: Callable[[Role], FlaskClient]
+) -> None:
+    order_id = _order_id(console_runtime, worker)
+    admin = client_as(Role.ADMIN)
+    bad = post_form(admin, "/settings/speed-products", {"speed_products": "165=2 Gbps"})
+    assert bad.status_code == 422
+    assert "write the PowerCode service id, =, then UTOPIA" in bad.get_data(as_text=True)
+    saved = post_form(admin, "/settings/speed-products", {"speed_products": "165=2000"})
+    assert saved.status_code == 303
+    page = admin.get("/settings/plans").get_data(as_text=True)
+    assert 'value="165=2000"' in page and "165 → 2000" in page
+    assert post_form(client_as(Role.OPERATOR), "/settings/speed-products", {}).status_code == 403
+    plan = post_form(
+        client_as(Role.OPERATOR),
+        f"/orders/{order_id}/subscriber/change-speed",
+        {"note": "upgrade", "service_id": "165", "step": "plan"},
+    ).get_data(as_text=True)
+    assert "/spquery/changespeed" in plan and ">2000<" in plan

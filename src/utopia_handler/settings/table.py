@@ -42,6 +42,7 @@ from utopia_handler.settings.converters import (
     to_secret,
     to_sender,
     to_signing_secrets,
+    to_speed_products,
     to_template,
     to_text,
     to_url,
@@ -467,6 +468,13 @@ VARIABLES: tuple[Variable, ...] = (
         "subscriber.pc_note",
         to_bool,
         "a suspend, unsuspend or speed change also adds a line to the PowerCode customer's notes",
+    ),
+    Variable(
+        "SUBSCRIBER_SPEED_PRODUCTS",
+        "subscriber.speed_products",
+        to_speed_products,
+        "change speed: UTOPIA's product id for each PowerCode internet service, e.g. "
+        "`164=1000, 165=2000` (the console's Plans page may replace it)",
     ),
     # Provisioning: the old handler's variables beside the TOML tables
     Variable(
