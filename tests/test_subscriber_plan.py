@@ -136,3 +136,17 @@ def test_a_bad_speed_mapping_in_the_settings_is_refused_with_its_variable(
     )
     assert result.exit_code != 0
     assert "SUBSCRIBER_SPEED_PRODUCTS" in result.output
+
+
+def test_a_typed_cid_is_used_and_said_to_be_typed(
+    runtime: Runtime, worker: Worker, base_env: dict[str, str]
+) -> None:
+    queue_order(runtime, ORDER)
+    worker.run_until_idle()
+    result = CliRunner().invoke(
+        cli,
+        ["subscriber", "suspend", ORDER, "--note", "x", "--cid", "C999", "--dry-run"],
+        env=base_env,
+    )
+    assert result.exit_code == 0, result.output
+    assert "UTOPIA cid C999 (typed)" in result.output and "cid = C999" in result.output

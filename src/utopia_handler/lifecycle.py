@@ -38,6 +38,7 @@ from sqlalchemy.orm import Session
 
 from utopia_handler.clients.errors import OutsideError, RetryableError
 from utopia_handler.clients.utopia_orders import check_order_ref
+from utopia_handler.settings.schema import WorkerSettings
 from utopia_handler.store import queries
 from utopia_handler.store.models import (
     ACTIVE_STATES,
@@ -98,6 +99,15 @@ class RetryPolicy:
     base_seconds: float
     max_seconds: float
     deadline: timedelta
+
+    @classmethod
+    def from_settings(cls, settings: WorkerSettings) -> RetryPolicy:
+        """The policy the worker settings describe (RETRY_BASE/MAX_SECONDS, the deadline)."""
+        return cls(
+            settings.retry_base_seconds,
+            settings.retry_max_seconds,
+            timedelta(seconds=settings.retry_deadline_seconds),
+        )
 
     def delay(self, attempt: int, retry_after: float | None, rng: random.Random) -> float:
         """Seconds until the next attempt; a server's Retry-After is a floor, within reason."""

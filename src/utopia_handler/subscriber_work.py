@@ -227,10 +227,7 @@ class SubscriberActionRunner:
 
     def _release(self, action_id: int) -> None:
         with self.store.write() as session:
-            row = session.get(SubscriberAction, action_id)
-            if row is not None and row.lease_owner == self.owner:
-                row.lease_owner = None
-                row.lease_expires_at = None
+            queries.give_back(session, SubscriberAction, action_id, self.owner)
 
     # 1 -----------------------------------------------------------------------------------------
     def prepare(self, action_id: int) -> StepView | None:
@@ -471,11 +468,7 @@ def run_or_wait(
 
     settings = runtime.settings.worker
     lease = timedelta(seconds=settings.lease_seconds)
-    retry = lifecycle.RetryPolicy(
-        settings.retry_base_seconds,
-        settings.retry_max_seconds,
-        timedelta(seconds=settings.retry_deadline_seconds),
-    )
+    retry = lifecycle.RetryPolicy.from_settings(settings)
     with runtime.store.read() as session:
         alive = worker_alive(session, utcnow(), lease)
     if not alive:

@@ -86,11 +86,7 @@ class Worker:
         # The longest a PowerCode call of a process that died may still be answered.
         self.call_window = timedelta(seconds=timeouts.connect + timeouts.read)
         self.poll_seconds = settings.poll_seconds
-        self.retry = lifecycle.RetryPolicy(
-            settings.retry_base_seconds,
-            settings.retry_max_seconds,
-            timedelta(seconds=settings.retry_deadline_seconds),
-        )
+        self.retry = lifecycle.RetryPolicy.from_settings(settings)
         self.clock = clock
         self.rng = rng or random.Random()
         # E-mails claimed by this worker are delivered by the outbox, under the same lease name.
@@ -651,10 +647,7 @@ class Worker:
     def _release_message_action(self, action_id: int) -> None:
         try:
             with self.runtime.store.write() as session:
-                row = session.get(MessageAction, action_id)
-                if row is not None and row.lease_owner == self.name:
-                    row.lease_owner = None
-                    row.lease_expires_at = None
+                queries.give_back(session, MessageAction, action_id, self.name)
         except SQLAlchemyError:
             pass  # the lease expires on its own
 

@@ -487,6 +487,14 @@ def release_all(session: Session, owner: str) -> None:
         )
 
 
+def give_back(session: Session, model: _Leased, row_id: int, owner: str) -> None:
+    """Release one row's lease, if `owner` still holds it (after its work, whatever happened)."""
+    row: Any = session.get(model, row_id)
+    if row is not None and row.lease_owner == owner:
+        row.lease_owner = None
+        row.lease_expires_at = None
+
+
 def _owned(session: Session, model: _Leased, row_id: int, owner: str) -> Any:
     row: Any = session.scalar(select(model).where(model.id == row_id).with_for_update())
     if row is None or row.lease_owner != owner:

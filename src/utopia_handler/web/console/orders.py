@@ -36,7 +36,7 @@ from utopia_handler.store.models import (
     SiteDecision,
     Step,
 )
-from utopia_handler.subscriber_work import subscriber_history
+from utopia_handler.subscriber_work import WORKER_ACTOR, subscriber_history
 from utopia_handler.timeutil import utcnow
 from utopia_handler.web.console.common import (
     ACTION_STATE_WORDS,
@@ -256,7 +256,7 @@ def _timeline(
             )
         )
     for entry in audit.entries(db, limit=200, order_ref=order.order_ref):
-        automatic = entry.actor == RECONCILIATION
+        automatic = entry.actor in (RECONCILIATION, WORKER_ACTOR)
         entries.append(
             TimelineEntry(
                 entry.at,
