@@ -12,6 +12,7 @@ from tests.conftest import ManualClock, load_order, queue_order
 from utopia_handler import audit
 from utopia_handler.emulators import Emulators
 from utopia_handler.runtime import Runtime
+from utopia_handler.store import queries
 from utopia_handler.store.models import (
     AttemptOutcome,
     MessageActionState,
@@ -217,3 +218,33 @@ def test_in_shadow_mode_the_writes_are_recorded_and_not_sent(
         recorded = [(w.service, w.action) for w in session.scalars(select(ShadowWrite))]
     assert ("utopia", "suspend") in recorded
     assert ("powercode", "updateCustomerStatus") in recorded
+
+
+def test_a_worker_that_died_after_sending_leaves_a_step_the_next_one_reads_back(
+    runtime: Runtime, worker: Worker, emulators: Emulators, clock: ManualClock
+) -> None:
+    from datetime import timedelta
+
+    from utopia_handler.store import leases
+
+    _provisioned(runtime, worker)
+    action_id = _queue(runtime, clock, Kind.SUSPEND)
+    dead = Worker(runtime, name="dead-worker", clock=clock).subscribers
+    with runtime.store.write() as session:
+        assert queries.claim_due_subscriber_actions(
+            session, "dead-worker", 1, clock(), timedelta(minutes=5)
+        ) == [action_id]
+    view = dead.prepare(action_id)
+    assert view is not None
+    dead.perform(view)  # UTOPIA applied it; the process died before recording anything
+    with runtime.store.write() as session:
+        leases.take_over(session, "dead-worker", clock(), timedelta(seconds=0))
+    worker.run_until_idle()
+    action = _action(runtime, action_id)
+    assert action.state == MessageActionState.DONE
+    assert "shows it done already" in action.steps[0]["detail"]
+    assert _sent(emulators, "suspend") == 1
+    assert _attempts(runtime, action_id)[:2] == [
+        ("utopia_suspend", AttemptOutcome.STARTED),
+        ("utopia_suspend", AttemptOutcome.OK),
+    ]

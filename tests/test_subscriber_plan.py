@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from click.testing import CliRunner
+from sqlalchemy import select
 
-from tests.conftest import queue_order
+from tests.conftest import new_order, post_callback, queue_order, settled, wait_for
 from utopia_handler.cli import cli
 from utopia_handler.emulators import Emulators
 from utopia_handler.runtime import Runtime
+from utopia_handler.server import ServiceHandle
+from utopia_handler.store.models import SubscriberActionAttempt
 from utopia_handler.worker import Worker
 
 ORDER = "UIA202611-004217"  # site 204817 in the demo seed
@@ -150,3 +153,18 @@ def test_a_typed_cid_is_used_and_said_to_be_typed(
     )
     assert result.exit_code == 0, result.output
     assert "UTOPIA cid C999 (typed)" in result.output and "cid = C999" in result.output
+
+
+def test_with_a_worker_running_the_cli_waits_for_it_instead_of_running_the_action_itself(
+    runtime: Runtime, service: ServiceHandle, emulators: Emulators, base_env: dict[str, str]
+) -> None:
+    assert post_callback(service.url, new_order(ORDER)).status_code == 200
+    wait_for(lambda: settled(runtime))
+    result = CliRunner().invoke(
+        cli, ["subscriber", "suspend", ORDER, "--note", "unpaid", "--yes"], env=base_env
+    )
+    assert result.exit_code == 0, result.output
+    assert emulators.utopia.sites["204817"].status == "Suspended"
+    with runtime.store.read() as session:
+        workers = set(session.scalars(select(SubscriberActionAttempt.worker)))
+    assert workers and not any(name.startswith("cli:") for name in workers)
