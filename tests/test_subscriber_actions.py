@@ -248,3 +248,53 @@ def test_a_worker_that_died_after_sending_leaves_a_step_the_next_one_reads_back(
         ("utopia_suspend", AttemptOutcome.STARTED),
         ("utopia_suspend", AttemptOutcome.OK),
     ]
+
+
+def test_a_step_longer_than_the_lease_keeps_its_lease_by_the_heartbeat(
+    make_runtime: Callable[..., Runtime], emulators: Emulators
+) -> None:
+    import time
+
+    from tests.conftest import wait_for
+    from utopia_handler.timeutil import utcnow
+
+    runtime = make_runtime(LEASE_SECONDS="1.5", UTOPIA_READ_TIMEOUT="10")
+    plain = Worker(runtime, name="provisioner")
+    queue_order(runtime, ORDER)
+    plain.run_until_idle()
+    emulators.utopia.faults.add("suspend", "latency", seconds=4.0)
+    action_id = _queue(runtime, lambda: utcnow(), Kind.SUSPEND)  # type: ignore[arg-type]
+    running = Worker(runtime, name="long-step")
+    running.start()
+    try:
+        wait_for(lambda: emulators.utopia.calls["suspend"] == 1)  # the slow call is out
+        time.sleep(2.5)  # longer than the lease: only the heartbeat keeps it
+        action = _action(runtime, action_id)
+        assert action.lease_owner == "long-step"
+        assert action.lease_expires_at is not None and action.lease_expires_at > utcnow()
+        wait_for(lambda: _action(runtime, action_id).state == MessageActionState.DONE)
+    finally:
+        running.stop()
+    assert _sent(emulators, "suspend") == 1
+    assert [o for s, o in _attempts(runtime, action_id) if s == "utopia_suspend"] == [
+        AttemptOutcome.OK
+    ]
+
+
+def test_the_migration_matches_the_model_and_can_be_undone(runtime: Runtime) -> None:
+    from alembic import command
+    from alembic.autogenerate import compare_metadata
+    from alembic.runtime.migration import MigrationContext
+    from sqlalchemy import inspect
+
+    from utopia_handler.store.db import alembic_config
+    from utopia_handler.store.models import Base
+
+    with runtime.store.engine.connect() as connection:
+        differences = compare_metadata(MigrationContext.configure(connection), Base.metadata)
+    assert [d for d in differences if "subscriber_action" in repr(d)] == []
+    config = alembic_config(runtime.store.url)
+    command.downgrade(config, "0010")
+    assert "subscriber_actions" not in inspect(runtime.store.engine).get_table_names()
+    command.upgrade(config, "head")
+    assert "subscriber_actions" in inspect(runtime.store.engine).get_table_names()

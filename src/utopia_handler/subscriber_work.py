@@ -180,6 +180,7 @@ class SubscriberActionRunner:
         self.retry = retry
         self.rng = rng
         self.lease = lease
+        self.in_hand: int | None = None  # the action being run: the heartbeat keeps its lease
 
     def run_due(self, limit: int, *, shadow: bool, only: int | None = None) -> int:
         """Claim up to `limit` due actions (only action `only`, if given) and run each."""
@@ -194,6 +195,7 @@ class SubscriberActionRunner:
     def run_claimed(self, action_id: int) -> None:
         """Run a claimed action's steps until it ends, waits or must retry later; the one
         catch-all for this unit of work."""
+        self.in_hand = action_id
         try:
             while True:
                 view = self.prepare(action_id)
@@ -223,6 +225,7 @@ class SubscriberActionRunner:
         except queries.LeaseLost:
             log_event(log, "subscriber_action.lease_lost", logging.WARNING, action_id=action_id)
         finally:
+            self.in_hand = None
             self._release(action_id)
 
     def _release(self, action_id: int) -> None:
@@ -468,6 +471,12 @@ def run_or_wait(
 
     settings = runtime.settings.worker
     lease = timedelta(seconds=settings.lease_seconds)
+    # No heartbeat here: the lease covers a step's read-back and write at their longest.
+    longest = max(
+        t.connect + t.read
+        for t in (runtime.settings.utopia.timeouts, runtime.settings.powercode.timeouts)
+    )
+    step_lease = max(lease, timedelta(seconds=4 * longest))
     retry = lifecycle.RetryPolicy.from_settings(settings)
     with runtime.store.read() as session:
         alive = worker_alive(session, utcnow(), lease)
@@ -482,7 +491,7 @@ def run_or_wait(
             utcnow,
             retry,
             rng,
-            lease,
+            step_lease,
         )
         runner.run_due(1, shadow=runtime.settings.shadow_mode, only=action_id)
         outbox = Outbox(runtime, owner, utcnow, retry, rng)

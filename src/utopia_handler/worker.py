@@ -328,6 +328,9 @@ class Worker:
             with self.runtime.store.write() as session:
                 now = self.clock()  # once the write lock is ours: a wait for it costs no lease
                 leases.record_alive(session, self.name, process, now)
+                in_hand = self.subscribers.in_hand
+                if in_hand is not None:
+                    queries.extend_leases(session, self.name, [], [], now + self.lease, (), in_hand)
                 if order_ids or notification_ids or message_ids:
                     queries.extend_leases(
                         session,

@@ -445,8 +445,17 @@ def extend_leases(
     notification_ids: list[int],
     until: datetime,
     message_action_ids: Sequence[int] = (),
+    subscriber_action_id: int | None = None,
 ) -> None:
     """Heartbeat: keep the leases of the work this worker holds."""
+    if subscriber_action_id is not None:
+        session.execute(
+            update(SubscriberAction)
+            .where(
+                SubscriberAction.id == subscriber_action_id, SubscriberAction.lease_owner == owner
+            )
+            .values(lease_expires_at=until)
+        )
     if order_ids:
         session.execute(
             update(Order)
