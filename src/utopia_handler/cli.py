@@ -827,7 +827,11 @@ EXIT_REFUSED, EXIT_STILL_RUNNING, EXIT_WAITS_FOR_PERSON = 1, 3, 4
 @click.option("--note", required=True, help="Why (kept with the action and in the audit log).")
 @click.option("--cid", default="", help="UTOPIA's customer id, when UTOPIA does not give it.")
 @click.option("--service", "service_id", type=int, help="change-speed: the new PowerCode service.")
-@click.option("--product", default="", help="change-speed: UTOPIA's product id for it.")
+@click.option(
+    "--product",
+    default="",
+    help="change-speed: UTOPIA's product id (default: the speed mapping's for --service).",
+)
 @click.option("--date", "issue_date", default="", help="YYYY-MM-DD (cancel: required).")
 @click.option("--yes", is_flag=True, help="Do not ask; queue it at once.")
 @click.option("--dry-run", is_flag=True, help="Show the plan; send nothing.")
