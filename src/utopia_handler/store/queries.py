@@ -58,6 +58,8 @@ from utopia_handler.store.models import (
     ShadowWrite,
     Step,
     StepAttempt,
+    SubscriberAction,
+    SubscriberActionAttempt,
 )
 
 NEW_ORDER_MSG = "project new order"
@@ -334,7 +336,9 @@ def _queue_recorded_order(session: Session, order_ref: str, now: datetime, shado
 # Claiming and leases -----------------------------------------------------------------------------
 
 
-_Leased = type[Order] | type[Notification] | type[MessageAction]
+_Leased = type[Order] | type[Notification] | type[MessageAction] | type[SubscriberAction]
+# A durable action of either kind: a routed message's, or a subscriber action a person asked for.
+AnyAction = MessageAction | SubscriberAction
 
 
 def _claim(
@@ -417,6 +421,29 @@ def claim_due_message_actions(
     return _claim(session, MessageAction, pending, owner, limit, now, lease)
 
 
+def claim_due_subscriber_actions(
+    session: Session,
+    owner: str,
+    limit: int,
+    now: datetime,
+    lease: timedelta,
+    *,
+    shadow: bool = False,
+    only: int | None = None,
+) -> list[int]:
+    """Take up to `limit` subscriber actions (only action `only`, if given) that are due and
+    not held by a live lease.
+
+    Only those queued in the worker's own mode: one queued in shadow mode is never sent for real.
+    """
+    pending = (SubscriberAction.state == MessageActionState.PENDING) & (
+        SubscriberAction.shadow == shadow
+    )
+    if only is not None:
+        pending = pending & (SubscriberAction.id == only)
+    return _claim(session, SubscriberAction, pending, owner, limit, now, lease)
+
+
 def extend_leases(
     session: Session,
     owner: str,
@@ -424,8 +451,17 @@ def extend_leases(
     notification_ids: list[int],
     until: datetime,
     message_action_ids: Sequence[int] = (),
+    subscriber_action_id: int | None = None,
 ) -> None:
     """Heartbeat: keep the leases of the work this worker holds."""
+    if subscriber_action_id is not None:
+        session.execute(
+            update(SubscriberAction)
+            .where(
+                SubscriberAction.id == subscriber_action_id, SubscriberAction.lease_owner == owner
+            )
+            .values(lease_expires_at=until)
+        )
     if order_ids:
         session.execute(
             update(Order)
@@ -458,11 +494,20 @@ def release_all(session: Session, owner: str) -> None:
         .where(Notification.lease_owner == owner)
         .values(lease_owner=None, lease_expires_at=None)
     )
-    session.execute(
-        update(MessageAction)
-        .where(MessageAction.lease_owner == owner)
-        .values(lease_owner=None, lease_expires_at=None)
-    )
+    for model in (MessageAction, SubscriberAction):
+        session.execute(
+            update(model)
+            .where(model.lease_owner == owner)
+            .values(lease_owner=None, lease_expires_at=None)
+        )
+
+
+def give_back(session: Session, model: _Leased, row_id: int, owner: str) -> None:
+    """Release one row's lease, if `owner` still holds it (after its work, whatever happened)."""
+    row: Any = session.get(model, row_id)
+    if row is not None and row.lease_owner == owner:
+        row.lease_owner = None
+        row.lease_expires_at = None
 
 
 def _owned(session: Session, model: _Leased, row_id: int, owner: str) -> Any:
@@ -487,6 +532,12 @@ def owned_notification(session: Session, notification_id: int, owner: str) -> No
 def owned_message_action(session: Session, action_id: int, owner: str) -> MessageAction:
     """The routed message's action, locked, provided this worker still holds its lease."""
     row: MessageAction = _owned(session, MessageAction, action_id, owner)
+    return row
+
+
+def owned_subscriber_action(session: Session, action_id: int, owner: str) -> SubscriberAction:
+    """The subscriber action, locked, provided this worker still holds its lease."""
+    row: SubscriberAction = _owned(session, SubscriberAction, action_id, owner)
     return row
 
 
@@ -553,7 +604,7 @@ def finish_attempt(
         attempt.ids = ids or None
 
 
-_Attempt = TypeVar("_Attempt", StepAttempt, MessageActionAttempt)
+_Attempt = TypeVar("_Attempt", StepAttempt, MessageActionAttempt, SubscriberActionAttempt)
 
 
 def _finish(
@@ -575,39 +626,54 @@ def _finish(
 # Routed messages' attempts ------------------------------------------------------------------------
 
 
-def earlier_action_attempts(session: Session, action: MessageAction) -> tuple[int, bool]:
-    """How many attempts the action had in its current run, and whether one may have applied."""
-    rows = session.execute(
-        select(MessageActionAttempt.outcome).where(
-            MessageActionAttempt.action_id == action.id,
-            MessageActionAttempt.run == action.run,
-        )
-    ).all()
+def _attempt_model(action: AnyAction) -> type[MessageActionAttempt | SubscriberActionAttempt]:
+    return MessageActionAttempt if isinstance(action, MessageAction) else SubscriberActionAttempt
+
+
+def earlier_action_attempts(session: Session, action: AnyAction) -> tuple[int, bool]:
+    """How many attempts the action (a subscriber action: its current step) had in its current
+    run, and whether one may have applied."""
+    model = _attempt_model(action)
+    query = select(model.outcome).where(model.action_id == action.id, model.run == action.run)
+    if isinstance(action, SubscriberAction):
+        query = query.where(SubscriberActionAttempt.step == action.steps[action.step]["name"])
+    rows = session.execute(query).all()
     return len(rows), any(row.outcome in _MAYBE_APPLIED for row in rows)
 
 
 def add_action_attempt(
-    session: Session, action: MessageAction, owner: str, now: datetime
-) -> MessageActionAttempt:
+    session: Session, action: AnyAction, owner: str, now: datetime
+) -> MessageActionAttempt | SubscriberActionAttempt:
     """Write the attempt row of the action's current attempt number (see lifecycle)."""
-    attempt = MessageActionAttempt(
-        action_id=action.id,
-        run=action.run,
-        attempt=action.attempts,
-        worker=owner,
-        started_at=now,
-        outcome=AttemptOutcome.STARTED,
-    )
+    columns: dict[str, Any] = {
+        "action_id": action.id,
+        "run": action.run,
+        "attempt": action.attempts,
+        "worker": owner,
+        "started_at": now,
+        "outcome": AttemptOutcome.STARTED,
+    }
+    if isinstance(action, SubscriberAction):
+        columns["step"] = action.steps[action.step]["name"]
+    attempt = _attempt_model(action)(**columns)
     session.add(attempt)
     session.flush()
     return attempt
 
 
 def finish_action_attempt(
-    session: Session, attempt_id: int, outcome: AttemptOutcome, detail: str, now: datetime
+    session: Session,
+    action: AnyAction,
+    attempt_id: int,
+    outcome: AttemptOutcome,
+    detail: str,
+    now: datetime,
 ) -> None:
-    """Record how an attempt of a routed message's action ended."""
-    _finish(session, MessageActionAttempt, attempt_id, outcome, detail, now)
+    """Record how an attempt of a durable action ended."""
+    if isinstance(action, MessageAction):
+        _finish(session, MessageActionAttempt, attempt_id, outcome, detail, now)
+    else:
+        _finish(session, SubscriberActionAttempt, attempt_id, outcome, detail, now)
 
 
 # Notifications -----------------------------------------------------------------------------------

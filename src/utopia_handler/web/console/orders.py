@@ -35,6 +35,7 @@ from utopia_handler.store.models import (
     SiteDecision,
     Step,
 )
+from utopia_handler.subscriber_work import WORKER_ACTOR, subscriber_history
 from utopia_handler.timeutil import utcnow
 from utopia_handler.web.console.common import (
     ACTION_STATE_WORDS,
@@ -225,6 +226,20 @@ def _timeline(
                 _OUTCOME_TONE[attempt.outcome],
             )
         )
+    subscriber_actions, subscriber_attempts = subscriber_history(db, order)
+    asked = {action.id: action for action in subscriber_actions}
+    for step_attempt in subscriber_attempts:
+        entries.append(
+            TimelineEntry(
+                step_attempt.started_at,
+                "subscriber",
+                f"Subscriber {asked[step_attempt.action_id].action.value}: "
+                f"{step_attempt.step} (run {step_attempt.run}, attempt {step_attempt.attempt})",
+                OUTCOME_WORDS[step_attempt.outcome],
+                step_attempt.detail or "",
+                _OUTCOME_TONE[step_attempt.outcome],
+            )
+        )
     by_id = {action.id: action for action in routed}
     for routed_attempt in routed_attempts:
         action = by_id[routed_attempt.action_id]
@@ -257,7 +272,7 @@ def _timeline(
             )
         )
     for entry in audit.entries(db, limit=200, order_ref=order.order_ref):
-        automatic = entry.actor == RECONCILIATION
+        automatic = entry.actor in (RECONCILIATION, WORKER_ACTOR)
         entries.append(
             TimelineEntry(
                 entry.at,
@@ -320,6 +335,7 @@ def order_page(order_id: int) -> ResponseReturnValue:
         if order is None:
             abort(404)
         timeline, emails, routed = _timeline(db, order)
+        subscriber_actions, _ = subscriber_history(db, order)
         _, maybe_applied = queries.earlier_attempts(db, order, order.step)
         would_have_sent = queries.shadow_writes(db, order.id)
         provisioning = config_store.current_provisioning(db, runtime().settings.provisioning)
@@ -334,6 +350,7 @@ def order_page(order_id: int) -> ResponseReturnValue:
         timeline=timeline,
         emails=emails,
         routed=routed,
+        subscriber_actions=subscriber_actions,
         customer_link=(
             powercode.customer_link(order.customer_id)
             if order.customer_id and order.customer_id > 0 and powercode.web_url
