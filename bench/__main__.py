@@ -1,6 +1,7 @@
-"""`./run bench`: measure acknowledgement, end-to-end time and footprint; print and record them.
+"""`./run bench`: measure acknowledgement, end-to-end time, how cost grows with the orders stored,
+and footprint; print and record them.
 
-    ./run bench            the full run (about 10 minutes), writes BENCHMARKS.md
+    ./run bench            the full run (about 20 minutes), writes BENCHMARKS.md
     ./run bench --smoke    a short run for CI: prints the table, asserts nothing, writes nothing
 
 Every figure comes from this machine in this run, side by side with its ceiling measured in the
@@ -34,6 +35,7 @@ from typing import Any
 
 import httpx
 
+from bench import growth
 from bench.loadgen import LoadResult, build_request, closed_loop, open_loop
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -53,13 +55,17 @@ class Profile:
     concurrencies: tuple[int, ...]
     databases: tuple[str, ...]
     models: tuple[str, ...]
+    growth_sizes: tuple[int, ...] = growth.FULL_SIZES
+    growth_repeats: int = 9
     backlog: int = 300  # orders queued before the acknowledgement is measured with a busy worker
 
 
 FULL = Profile(
     10, 10, 200, 32, 500, 100, 0.05, (1, 4, 16), ("sqlite", "postgresql"), ("serve", "web")
 )
-SMOKE = Profile(2, 2, 100, 16, 40, 10, 0.01, (4,), ("sqlite",), ("serve",), backlog=30)
+SMOKE = Profile(
+    2, 2, 100, 16, 40, 10, 0.01, (4,), ("sqlite",), ("serve",), growth.SMOKE_SIZES, 3, backlog=30
+)
 
 
 @dataclass
@@ -528,6 +534,38 @@ def measure_end_to_end(profile: Profile, workdir: Path) -> list[Row]:
     return rows
 
 
+def measure_growth(kind: str, profile: Profile, workdir: Path) -> list[Row]:
+    """The growth table of one database: see bench/growth.py."""
+    from utopia_handler import accounts
+    from utopia_handler.store.console_models import Role
+    from utopia_handler.store.db import Store
+    from utopia_handler.timeutil import utcnow
+
+    with database(kind, workdir) as url:
+        if url is None:
+            print(f"  {kind}: PostgreSQL does not answer at 127.0.0.1:5432; skipped", flush=True)
+            return []
+        store = Store(url)
+        store.migrate()
+        with store.write() as session:
+            accounts.add_user(
+                session, "bench", growth.PASSWORD, Role.VIEWER, utcnow(), actor="bench"
+            )
+        stand_ins = StandIns(0.0, workdir)
+        env = service_env(stand_ins, url, workdir, SESSION_COOKIE_SECURE="false")
+        target = Target("web", env, workdir)
+        try:
+            base = f"http://127.0.0.1:{target.port}"
+            result = growth.run_growth(
+                store, base, TOKEN, "bench", profile.growth_sizes, profile.growth_repeats
+            )
+        finally:
+            target.stop()
+            stand_ins.stop()
+            store.close()
+    return [Row("growth", cells) for cells in growth.rows(result, kind)]
+
+
 def wait_until_finished(url: str, orders: int, timeout: float) -> int:
     """Wait until every order is in a final state and every e-mail is sent; returns how many."""
     from sqlalchemy.exc import OperationalError
@@ -603,6 +641,7 @@ def render(rows: list[Row], profile: Profile, command: str) -> str:
         "busy": f"## Acknowledgement while the worker works through a backlog\n\n`serve` (the worker in its own child process) gets {profile.backlog} orders first, then callbacks offered at {profile.rate:g}/s for {profile.steady_seconds:g} s while it works on them. Worker CPU is the worker process's share of one core during the load.",
         "ceiling": "## Disk ceiling: a bare loop of durable commits (SQLite WAL with synchronous=FULL, one writer; PostgreSQL, 8 writers)",
         "e2e": f"## End to end: orders through the stand-ins, {profile.latency * 1000:g} ms per outside call\n\nIdeal = outside calls x latency / worker concurrency.",
+        "growth": growth.HEADING,
         "footprint": "## Footprint: start-up to a ready `/healthz`, and peak RSS of each process after the acknowledgement load",
     }
     for key, heading in sections.items():
@@ -626,7 +665,7 @@ def main(argv: list[str]) -> int:
         "--skip",
         action="append",
         default=[],
-        help="skip a part: ack, busy, e2e, postgresql, web",
+        help="skip a part: ack, busy, e2e, growth, postgresql, web",
     )
     args = parser.parse_args(argv)
     profile = SMOKE if args.smoke else FULL
@@ -654,6 +693,13 @@ def main(argv: list[str]) -> int:
         if "e2e" not in args.skip:
             print("end to end", flush=True)
             rows += measure_end_to_end(profile, workdir)
+        if "growth" not in args.skip:
+            for kind in profile.databases:
+                if kind not in args.skip:
+                    print(f"growth: {kind}", flush=True)
+                    part = workdir / f"growth-{kind}"
+                    part.mkdir()
+                    rows += measure_growth(kind, profile, part)
     command = "./run bench" + (" --smoke" if args.smoke else "")
     report = render(rows, profile, command)
     print()

@@ -817,16 +817,32 @@ def site(ctx: click.Context, site_id: str) -> None:
         lookup.close()
 
 
+# Exit statuses of `subscriber`: documented in its help and in README.
+EXIT_REFUSED, EXIT_STILL_RUNNING, EXIT_WAITS_FOR_PERSON = 1, 3, 4
+
+
 @cli.command()
 @click.argument("action", type=click.Choice(["suspend", "unsuspend", "change-speed", "cancel"]))
 @click.argument("order_ref")
-@click.option("--note", required=True, help="Why (kept in the audit log).")
+@click.option("--note", required=True, help="Why (kept with the action and in the audit log).")
 @click.option("--cid", default="", help="UTOPIA's customer id, when UTOPIA does not give it.")
 @click.option("--service", "service_id", type=int, help="change-speed: the new PowerCode service.")
-@click.option("--product", default="", help="change-speed: UTOPIA's product id for it.")
+@click.option(
+    "--product",
+    default="",
+    help="change-speed: UTOPIA's product id (default: the speed mapping's for --service).",
+)
 @click.option("--date", "issue_date", default="", help="YYYY-MM-DD (cancel: required).")
-@click.option("--yes", is_flag=True, help="Do not ask.")
+@click.option("--yes", is_flag=True, help="Do not ask; queue it at once.")
 @click.option("--dry-run", is_flag=True, help="Show the plan; send nothing.")
+@click.option(
+    "--wait",
+    "wait_seconds",
+    type=click.FloatRange(0, 600),
+    default=30.0,
+    show_default=True,
+    help="Seconds to wait for a running worker to finish it.",
+)
 @click.pass_context
 def subscriber(
     ctx: click.Context,
@@ -839,14 +855,30 @@ def subscriber(
     issue_date: str,
     yes: bool,
     dry_run: bool,
+    wait_seconds: float,
 ) -> None:
-    """Suspend, unsuspend, change the speed of or cancel an order's subscriber (plan only yet)."""
+    """Suspend, unsuspend, change the speed of or cancel an order's subscriber, in UTOPIA and
+    PowerCode together.
+
+    Shows what will be sent and asks (unless --yes), then queues the action as durable work.
+    With a worker running it waits up to --wait seconds for it; with none, it runs the action
+    here. Exit status: 0 done; 1 refused (bad input, a problem in the plan, not confirmed);
+    2 usage error; 3 queued and still running (a worker goes on with it); 4 waits for a person
+    (the console's order page says why).
+    """
+    import socket
+
+    from utopia_handler.lifecycle import ActionRefused
     from utopia_handler.runtime import build_runtime
+    from utopia_handler.store.models import MessageActionState
     from utopia_handler.subscriber import SubscriberAction, plan_action
+    from utopia_handler.subscriber_work import queue_action, run_or_wait
+    from utopia_handler.timeutil import utcnow
 
     if not note.strip():
         click.echo("refused: a note is required", err=True)
-        sys.exit(1)
+        sys.exit(EXIT_REFUSED)
+    actor = f"cli:{getpass.getuser()}"
     runtime = build_runtime(_settings(ctx))
     try:
         runtime.store.migrate()
@@ -859,19 +891,46 @@ def subscriber(
                 service_id=service_id,
                 product=product,
                 issue_date=issue_date,
+                note=note,
+                actor=actor,
             )
         except LookupError as missing:
             click.echo(f"refused: {missing}", err=True)
-            sys.exit(1)
+            sys.exit(EXIT_REFUSED)
         for line in plan.lines():
             click.echo(line)
         if dry_run:
             click.echo("dry run: nothing was sent")
             return
-        # Sending needs the durable subscriber_actions work (read-back before any repeat): not
-        # built yet, so nothing is sent rather than sent without that safety.
-        click.echo("not sent: only --dry-run is available in this version", err=True)
-        sys.exit(3)
+        if plan.problems:
+            click.echo("refused: the plan cannot run (see above)", err=True)
+            sys.exit(EXIT_REFUSED)
+        if not yes and not click.confirm("Send this?", default=False):
+            click.echo("not sent", err=True)
+            sys.exit(EXIT_REFUSED)
+        try:
+            with runtime.store.write() as session:
+                queued = queue_action(
+                    session, plan, note, actor, utcnow(), shadow=runtime.settings.shadow_mode
+                )
+                action_id = queued.id
+        except ActionRefused as refused:
+            click.echo(f"refused: {refused}", err=True)
+            sys.exit(EXIT_REFUSED)
+        click.echo(f"queued as subscriber action {action_id}")
+        owner = f"cli:{socket.gethostname()}:{os.getpid()}"
+        final = run_or_wait(runtime, action_id, wait_seconds, owner)
+        for step in final.steps:
+            mark = "done" if step.get("done") else "not done"
+            click.echo(f"  {step['name']}: {step.get('detail') or mark}")
+        if final.state == MessageActionState.DONE:
+            click.echo("done: UTOPIA and PowerCode are in step")
+            return
+        if final.state == MessageActionState.PENDING:
+            click.echo(f"still running: {final.detail or 'queued for the worker'}")
+            sys.exit(EXIT_STILL_RUNNING)
+        click.echo(f"waits for a person: {final.detail}")
+        sys.exit(EXIT_WAITS_FOR_PERSON)
     finally:
         runtime.close()
 

@@ -26,6 +26,7 @@ from utopia_handler.message_actions import ActionView
 from utopia_handler.message_actions import ticket_variables as message_ticket_variables
 from utopia_handler.provisioning import OrderView, PlannedService, ticket_variables
 from utopia_handler.settings import PlanMapping, ProvisioningSettings, plan_key
+from utopia_handler.settings.converters import read_speed_products
 from utopia_handler.settings.routes import (
     RouteProblem,
     check_table,
@@ -299,6 +300,36 @@ def parse_always_services(text: str) -> tuple[tuple[int, int], ...]:
     if problems:
         raise ConfigInvalid(problems)
     return tuple(services)
+
+
+def parse_speed_products(text: str) -> tuple[tuple[int, str], ...]:
+    """The speed change's mapping from `164=1000, 165=2000` text (may be empty)."""
+    pairs, problems = read_speed_products(text)
+    if problems:
+        raise ConfigInvalid(problems)
+    return pairs
+
+
+def current_speed_products(session: Session, base: tuple[tuple[int, str], ...]) -> dict[int, str]:
+    """PowerCode service id -> UTOPIA product id: the console's version in force, else `base`."""
+    version = latest(session, ConfigKind.SPEED_PRODUCTS)
+    if version is None:
+        return dict(base)
+    return {int(row["service_id"]): str(row["product"]) for row in version.value}
+
+
+def describe_speed_products(mapping: dict[int, str]) -> str:
+    """The mapping as the text the console's form takes."""
+    return ", ".join(f"{service_id}={product}" for service_id, product in mapping.items())
+
+
+def save_speed_products(
+    session: Session, pairs: Sequence[tuple[int, str]], actor: str, now: datetime
+) -> ConfigVersion:
+    """Put a new speed change mapping (PowerCode service -> UTOPIA product) in force."""
+    value = [{"service_id": service_id, "product": product} for service_id, product in pairs]
+    listed = ", ".join(f"{service_id} -> {product!r}" for service_id, product in pairs) or "none"
+    return _save(session, ConfigKind.SPEED_PRODUCTS, value, actor, now, None, listed)
 
 
 def parse_route_rows(rows: Sequence[tuple[str, str, str]]) -> tuple[MessageRoute, ...]:

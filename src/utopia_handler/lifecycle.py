@@ -10,7 +10,9 @@
                               |
                               +--a person--> done, resolved by hand | ignored
 
-A routed UTOPIA message's action (`message_actions` rows) has a smaller life of its own, here too:
+A routed UTOPIA message's action (`message_actions` rows) and a subscriber action a person asked
+for (`subscriber_actions` rows: suspend, unsuspend, change speed, cancel) have a smaller life of
+their own, here too (a subscriber action goes through its steps one by one while pending):
 
     pending --worker--> done | pending (retry later) | waiting --a person--> pending (new run)
                                                                          +--> closed
@@ -31,10 +33,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from utopia_handler.clients.errors import OutsideError, RetryableError
 from utopia_handler.clients.utopia_orders import check_order_ref
+from utopia_handler.settings.schema import WorkerSettings
 from utopia_handler.store import queries
 from utopia_handler.store.models import (
     ACTIVE_STATES,
@@ -47,6 +51,7 @@ from utopia_handler.store.models import (
     OrderState,
     SiteDecision,
     Step,
+    SubscriberAction,
 )
 
 # Orders a person may close by hand: not finished yet, or waiting for them.
@@ -94,6 +99,15 @@ class RetryPolicy:
     base_seconds: float
     max_seconds: float
     deadline: timedelta
+
+    @classmethod
+    def from_settings(cls, settings: WorkerSettings) -> RetryPolicy:
+        """The policy the worker settings describe (RETRY_BASE/MAX_SECONDS, the deadline)."""
+        return cls(
+            settings.retry_base_seconds,
+            settings.retry_max_seconds,
+            timedelta(seconds=settings.retry_deadline_seconds),
+        )
 
     def delay(self, attempt: int, retry_after: float | None, rng: random.Random) -> float:
         """Seconds until the next attempt; a server's Retry-After is a floor, within reason."""
@@ -526,21 +540,43 @@ def message_context(action: MessageAction, **more: str) -> dict[str, str]:
     return {"msg": action.msg, "event": action.event or "", "action": action.action.value, **more}
 
 
-def start_action_attempt(session: Session, action: MessageAction, owner: str, now: datetime) -> int:
+def subscriber_context(action: SubscriberAction, **more: str) -> dict[str, Any]:
+    """What the staff e-mail about a subscriber action says: the action, each step, who asked."""
+    steps = [
+        f"{step['name']}: {step.get('detail') or ('done' if step.get('done') else 'not done')}"
+        for step in action.steps
+    ]
+    return {
+        "action": action.action.value,
+        "requested_by": action.requested_by,
+        "steps": steps,
+        **more,
+    }
+
+
+def _action_mail(action: queries.AnyAction, **more: str) -> tuple[NotificationKind, dict[str, Any]]:
+    if isinstance(action, MessageAction):
+        return NotificationKind.MESSAGE, message_context(action, **more)
+    return NotificationKind.SUBSCRIBER, subscriber_context(action, **more)
+
+
+def start_action_attempt(
+    session: Session, action: queries.AnyAction, owner: str, now: datetime
+) -> int:
     """The action begins: its attempt row is written before any outside call. Its id."""
     action.attempts += 1
     action.updated_at = now
     return queries.add_action_attempt(session, action, owner, now).id
 
 
-def _release_action(action: MessageAction) -> None:
+def _release_action(action: queries.AnyAction) -> None:
     action.lease_owner = None
     action.lease_expires_at = None
 
 
 def action_done(
     session: Session,
-    action: MessageAction,
+    action: queries.AnyAction,
     attempt_id: int,
     detail: str,
     now: datetime,
@@ -548,7 +584,7 @@ def action_done(
     ticket_id: str | None = None,
 ) -> None:
     """The action did what it was routed to do (or found it done): it is finished."""
-    queries.finish_action_attempt(session, attempt_id, AttemptOutcome.OK, detail, now)
+    queries.finish_action_attempt(session, action, attempt_id, AttemptOutcome.OK, detail, now)
     action.state = MessageActionState.DONE
     action.detail = detail
     action.ticket_id = ticket_id or action.ticket_id
@@ -560,27 +596,27 @@ def action_done(
 def action_waits(
     session: Session,
     order: Order,
-    action: MessageAction,
+    action: queries.AnyAction,
     attempt_id: int,
     attempt_outcome: AttemptOutcome,
     reason: str,
     now: datetime,
 ) -> None:
     """The action waits for a person, with `reason`; staff get one e-mail about it."""
-    queries.finish_action_attempt(session, attempt_id, attempt_outcome, reason, now)
+    queries.finish_action_attempt(session, action, attempt_id, attempt_outcome, reason, now)
     action.state = MessageActionState.WAITING
     action.detail = reason
     action.retrying_since = None
     action.updated_at = now
     _release_action(action)
-    context = message_context(action, waiting=reason)
-    queries.enqueue_notification(session, order, NotificationKind.MESSAGE, context, now)
+    kind, context = _action_mail(action, waiting=reason)
+    queries.enqueue_notification(session, order, kind, context, now)
 
 
 def action_retry(
     session: Session,
     order: Order,
-    action: MessageAction,
+    action: queries.AnyAction,
     attempt_id: int,
     detail: str,
     now: datetime,
@@ -598,7 +634,7 @@ def action_retry(
         reason = f"still not done after {hours:g} h of retries: {detail}"
         action_waits(session, order, action, attempt_id, outcome, reason, now)
         return True
-    queries.finish_action_attempt(session, attempt_id, outcome, detail, now)
+    queries.finish_action_attempt(session, action, attempt_id, outcome, detail, now)
     delay = policy.delay(action.attempts, retry_after, rng)
     action.next_attempt_at = now + timedelta(seconds=delay)
     action.detail = (
@@ -612,14 +648,14 @@ def action_retry(
 
 def action_later(
     session: Session,
-    action: MessageAction,
+    action: queries.AnyAction,
     attempt_id: int,
     detail: str,
     at: datetime,
     now: datetime,
 ) -> None:
     """Nothing went wrong, but the action cannot run yet (its order is being worked on)."""
-    queries.finish_action_attempt(session, attempt_id, AttemptOutcome.RETRY, detail, now)
+    queries.finish_action_attempt(session, action, attempt_id, AttemptOutcome.RETRY, detail, now)
     action.next_attempt_at = at
     action.detail = detail
     action.updated_at = now
@@ -660,7 +696,7 @@ def hold_for_message(
     return note
 
 
-def retry_action(action: MessageAction, now: datetime) -> None:
+def retry_action(action: queries.AnyAction, now: datetime) -> None:
     """A person queues the action again as a new run: they have taken earlier doubts on."""
     if action.lease_owner and action.lease_expires_at and action.lease_expires_at > now:
         raise ActionRefused("the action is being worked on right now; try again shortly")
@@ -675,7 +711,7 @@ def retry_action(action: MessageAction, now: datetime) -> None:
     action.updated_at = now
 
 
-def close_action(action: MessageAction, note: str, actor: str, now: datetime) -> None:
+def close_action(action: queries.AnyAction, note: str, actor: str, now: datetime) -> None:
     """A person closes the action: done by hand, or nothing is to be done; with their note."""
     if action.lease_owner and action.lease_expires_at and action.lease_expires_at > now:
         raise ActionRefused("the action is being worked on right now; try again shortly")
@@ -685,3 +721,69 @@ def close_action(action: MessageAction, note: str, actor: str, now: datetime) ->
     action.detail = f"closed by {actor}: {checked_note(note)}"
     action.retrying_since = None
     action.updated_at = now
+
+
+# Subscriber actions ------------------------------------------------------------------------------
+
+
+def queue_subscriber_action(
+    session: Session, order: Order, now: datetime, **columns: Any
+) -> SubscriberAction:
+    """A person's confirmed subscriber action, due now; refused while another one of the order's
+    is not finished (pending or waiting for a person), so two never cross."""
+    unfinished = session.scalar(
+        select(SubscriberAction.id).where(
+            SubscriberAction.order_id == order.id,
+            SubscriberAction.state.in_((MessageActionState.PENDING, MessageActionState.WAITING)),
+        )
+    )
+    if unfinished is not None:
+        raise ActionRefused(
+            f"order {order.order_ref} has subscriber action {unfinished} unfinished: let it "
+            "finish, or retry or close it first"
+        )
+    if not columns.get("steps"):
+        raise ActionRefused("the action has nothing to send")
+    action = SubscriberAction(
+        order_id=order.id,
+        state=MessageActionState.PENDING,
+        run=1,
+        attempts=0,
+        step=0,
+        created_at=now,
+        updated_at=now,
+        next_attempt_at=now,
+        **columns,
+    )
+    session.add(action)
+    session.flush()
+    return action
+
+
+def subscriber_step_done(
+    session: Session,
+    order: Order,
+    action: SubscriberAction,
+    attempt_id: int,
+    detail: str,
+    now: datetime,
+) -> bool:
+    """The action's current step is done: the next one is due now, or the action is finished
+    (staff get an e-mail). Returns whether the action is finished."""
+    steps = [dict(step) for step in action.steps]
+    steps[action.step].update(done=True, detail=detail[:500])
+    action.steps = steps  # a new list, so the JSON column is written
+    action.step += 1
+    if action.step < len(steps):
+        queries.finish_action_attempt(session, action, attempt_id, AttemptOutcome.OK, detail, now)
+        action.attempts = 0
+        action.retrying_since = None
+        action.next_attempt_at = now
+        action.detail = f"{steps[action.step - 1]['name']}: {detail}"
+        action.updated_at = now
+        return False
+    action_done(session, action, attempt_id, detail, now)
+    action.detail = "every step done"
+    kind, context = _action_mail(action, done="every step done")
+    queries.enqueue_notification(session, order, kind, context, now)
+    return True

@@ -93,7 +93,7 @@ class ActionResult:
     retry_after: float | None = None
 
 
-class _Waits(Exception):
+class NeedsPerson(Exception):
     """One of our own rules stops the action until a person looks; the message says why."""
 
 
@@ -114,6 +114,25 @@ def has_line(notes: str, line: str) -> bool:
     """Whether the notes hold the line, whatever PowerCode did to spaces, breaks or escaping."""
     flat = " ".join(html.unescape(notes).split())
     return " ".join(line.split()) in flat
+
+
+def add_note_line(powercode: PowerCodeClient, customer_id: int, line: str) -> str:
+    """Add `line` to the customer's notes unless it is there already (read first, so a repeat
+    adds nothing); says which. Raises NeedsPerson when the notes cannot be read."""
+    customer = powercode.read_customer(customer_id)
+    if customer is None:
+        raise NeedsPerson(f"PowerCode has no customer #{customer_id}")
+    if customer.notes is None:
+        raise NeedsPerson(
+            "PowerCode's readCustomer did not return the customer's notes (customerNotes), "
+            "so a line cannot be added without replacing them: add it by hand, then close "
+            "this action"
+        )
+    if has_line(customer.notes, line):
+        return f"the line is in customer #{customer_id}'s notes already"
+    notes = f"{customer.notes.rstrip()}\n{line}" if customer.notes.strip() else line
+    powercode.update_customer_notes(customer_id, notes)
+    return f"line added to customer #{customer_id}'s notes"
 
 
 def ticket_variables(view: ActionView, customer_id: int) -> dict[str, Any]:
@@ -220,7 +239,7 @@ class MessageActionRunner:
             if view.kind == MessageActionKind.TICKET:
                 return self._open_ticket(view)
             return self._add_note(view)
-        except _Waits as waits:
+        except NeedsPerson as waits:
             return ActionResult("waits", str(waits), AttemptOutcome.HELD)
         except _NoCustomerYet as later:
             return ActionResult("retry", str(later))
@@ -247,7 +266,7 @@ class MessageActionRunner:
                 f"the order has no PowerCode customer yet ({view.order_state.value}); tried "
                 "again when provisioning has made one"
             )
-        raise _Waits(
+        raise NeedsPerson(
             f"the order is {view.order_state.value} and has no PowerCode customer, and "
             "provisioning will not make one: provision the order (or do this by hand), then "
             "retry this action or close it"
@@ -256,7 +275,7 @@ class MessageActionRunner:
     def _open_ticket(self, view: ActionView) -> ActionResult:
         customer_id = self._customer(view)
         if view.maybe_applied:
-            raise _Waits(
+            raise NeedsPerson(
                 f"an earlier ticket request for customer #{customer_id} got no reply, so the "
                 "ticket may exist: check the customer's tickets in PowerCode, then retry this "
                 "action to open one, or close it"
@@ -264,7 +283,7 @@ class MessageActionRunner:
         try:
             rendered = self.tickets.render(ticket_variables(view, customer_id))
         except TemplateProblem as problem:
-            raise _Waits(str(problem)) from None
+            raise NeedsPerson(str(problem)) from None
         ticket = self.ticket_settings
         ticket_id = self.powercode.create_ticket(
             NewTicket(
@@ -285,21 +304,7 @@ class MessageActionRunner:
 
     def _add_note(self, view: ActionView) -> ActionResult:
         customer_id = self._customer(view)
-        customer = self.powercode.read_customer(customer_id)
-        if customer is None:
-            raise _Waits(f"PowerCode has no customer #{customer_id}")
-        if customer.notes is None:
-            raise _Waits(
-                "PowerCode's readCustomer did not return the customer's notes (customerNotes), "
-                "so a line cannot be added without replacing them: add it by hand, then close "
-                "this action"
-            )
-        line = note_line(view)
-        if has_line(customer.notes, line):
-            return ActionResult("done", f"the line is in customer #{customer_id}'s notes already")
-        notes = f"{customer.notes.rstrip()}\n{line}" if customer.notes.strip() else line
-        self.powercode.update_customer_notes(customer_id, notes)
-        return ActionResult("done", f"line added to customer #{customer_id}'s notes")
+        return ActionResult("done", add_note_line(self.powercode, customer_id, note_line(view)))
 
     # 3 -----------------------------------------------------------------------------------------
     def record(self, view: ActionView, result: ActionResult) -> None:

@@ -2,31 +2,29 @@
 
 `plan_action` says exactly what an action would send to UTOPIA and to PowerCode, every field,
 the API keys masked, reading only (the site's `service` look-up gives UTOPIA's `cid` and service
-id). The confirmation page, the CLI's question and a dry run show this plan. Sending it as
-durable work (a `subscriber_actions` table claimed by the worker) is not built yet.
+id). The confirmation page, the CLI's question and a dry run show this plan; queued, it becomes
+a `subscriber_actions` row whose steps are the plan's requests (subscriber_work.py).
 """
 
 from __future__ import annotations
 
+import html
 from dataclasses import dataclass
 from datetime import date
-from enum import StrEnum
 
 from sqlalchemy import select
 
 from utopia_handler.clients.errors import OutsideError
+from utopia_handler.config_store import current_speed_products
 from utopia_handler.runtime import Runtime
 from utopia_handler.settings.schema import SubscriberSettings
-from utopia_handler.store.models import Order
+from utopia_handler.store.models import Order, SubscriberActionKind
 
 MASK = "********"
 
 
-class SubscriberAction(StrEnum):
-    SUSPEND = "suspend"
-    UNSUSPEND = "unsuspend"
-    CHANGE_SPEED = "change-speed"
-    CANCEL = "cancel"
+# The one list of actions: the table's column and the plan's are the same enum.
+SubscriberAction = SubscriberActionKind
 
 
 @dataclass(frozen=True)
@@ -37,6 +35,7 @@ class PlannedRequest:
     call: str
     fields: tuple[tuple[str, str], ...]
     purpose: str
+    step: str  # the durable action's step that sends it (subscriber_work.py)
 
 
 @dataclass(frozen=True)
@@ -50,6 +49,16 @@ class Plan:
     cid_from: str  # "UTOPIA" (the service look-up), "typed" or ""
     requests: tuple[PlannedRequest, ...]
     problems: tuple[str, ...]
+    # What the durable action needs besides the requests (subscriber_work.queue_action).
+    uia_id: str = ""
+    customer_id: int | None = None
+    service_id: int | None = None
+    product: str = ""
+    product_before: str = ""
+    issue_date: str = ""
+    note_line: str = ""
+    ticket_summary: str = ""
+    ticket_description: str = ""
 
     def lines(self) -> list[str]:
         """The plan as text, for the CLI and logs (no secrets in it)."""
@@ -66,17 +75,38 @@ class Plan:
 
 def _utopia(call: str, purpose: str, **fields: str) -> PlannedRequest:
     return PlannedRequest(
-        "UTOPIA", f"/spquery/{call}", (("apikey", MASK), *fields.items()), purpose
+        "UTOPIA", f"/spquery/{call}", (("apikey", MASK), *fields.items()), purpose, f"utopia_{call}"
     )
 
 
-def _powercode(action: str, purpose: str, **fields: str) -> PlannedRequest:
+def _powercode(step: str, action: str, purpose: str, **fields: str) -> PlannedRequest:
     return PlannedRequest(
         "PowerCode",
         action,
         (("apiKey", MASK), ("action", action), *fields.items()),
         purpose,
+        step,
     )
+
+
+def note_line(action: SubscriberAction, order_ref: str, actor: str, note: str, day: date) -> str:
+    """The line a suspend, unsuspend or speed change adds to the PowerCode customer's notes."""
+    text = " ".join(note.split())
+    return f"{day.isoformat()}: UTOPIA {action.value} by {actor or '?'} (order {order_ref}): {text}"
+
+
+def cancel_ticket(
+    order_ref: str, site_id: str, issue_date: str, actor: str, note: str
+) -> tuple[str, str]:
+    """The summary and HTML description of the ticket a cancel opens for staff."""
+    summary = f"UTOPIA service cancelled from {issue_date or '?'} ({order_ref})"
+    description = (
+        f"<p>The UTOPIA service of order {html.escape(order_ref)} (site "
+        f"{html.escape(site_id or '?')}) is cancelled from {html.escape(issue_date or '?')}, "
+        f"asked by {html.escape(actor or '?')}.</p><p>Note: {html.escape(note.strip())}</p>"
+        "<p>To do: equipment pick-up and the final bill.</p>"
+    )
+    return summary, description
 
 
 def plan_action(
@@ -88,6 +118,8 @@ def plan_action(
     service_id: int | None = None,
     product: str = "",
     issue_date: str = "",
+    note: str = "",
+    actor: str = "",
 ) -> Plan:
     """The requests `action` would send for the order's subscriber; only reads are made."""
     with runtime.store.read() as db:
@@ -98,6 +130,7 @@ def plan_action(
         customer_id = order.customer_id
     problems: list[str] = []
     cid, cid_from, uia_id = typed_cid.strip(), "typed" if typed_cid.strip() else "", ""
+    product_before = ""
     if site_id:
         try:
             service = runtime.site_lookup().run(
@@ -105,6 +138,7 @@ def plan_action(
             )
             if service.lines:
                 uia_id = service.lines[0].uia_id
+                product_before = service.lines[0].product
             if service.cid and not cid:
                 cid, cid_from = service.cid, "UTOPIA"
         except (OutsideError, TimeoutError) as error:
@@ -123,6 +157,7 @@ def plan_action(
         if settings.pc_status_changes:
             requests.append(
                 _powercode(
+                    "pc_status",
                     "updateCustomerStatus",
                     "mark the customer suspended",
                     customerID=pc_id,
@@ -134,6 +169,7 @@ def plan_action(
         if settings.pc_status_changes:
             requests.append(
                 _powercode(
+                    "pc_status",
                     "updateCustomerStatus",
                     "mark the customer active",
                     customerID=pc_id,
@@ -143,9 +179,17 @@ def plan_action(
     elif action == SubscriberAction.CHANGE_SPEED:
         if service_id is None:
             problems.append("name the new PowerCode service (--service ID)")
-        if not product.strip():
-            problems.append("name UTOPIA's product id for it (--product)")
-        when = issue_date or date.today().isoformat()
+        if not product.strip() and service_id is not None:
+            with runtime.store.read() as db:
+                mapping = current_speed_products(db, settings.speed_products)
+            product = mapping.get(service_id, "")
+            if not product:
+                problems.append(
+                    f"no UTOPIA product is mapped for PowerCode service {service_id}: map it "
+                    "under Settings, Plans (speed changes), or name it (--product)"
+                )
+        issue_date = issue_date or date.today().isoformat()
+        when = issue_date
         requests.append(
             _utopia(
                 "changespeed",
@@ -162,6 +206,7 @@ def plan_action(
         if settings.pc_swap_service:
             requests.append(
                 _powercode(
+                    "pc_service",
                     "addCustomerService",
                     "the new internet service (PowerCode replaces the old one)",
                     customerID=pc_id,
@@ -185,6 +230,7 @@ def plan_action(
         if settings.pc_status_changes:
             requests.append(
                 _powercode(
+                    "pc_status",
                     "updateCustomerStatus",
                     "mark the customer cancelled",
                     customerID=pc_id,
@@ -192,17 +238,62 @@ def plan_action(
                 )
             )
         if settings.pc_cancel_ticket:
+            summary, description = cancel_ticket(order_ref, site_id, issue_date, actor, note)
+            ticket = runtime.settings.provisioning.ticket
             requests.append(
                 _powercode(
+                    "pc_ticket",
                     "createTicket",
                     "tell staff (equipment pick-up, final bill)",
                     customerID=pc_id,
-                    summary=f"UTOPIA service cancelled from {issue_date or '?'}",
+                    type="Individual",
+                    summary=summary,
+                    description=description,
+                    category=str(ticket.category),
+                    ticketType=str(ticket.ticket_type),
+                    status=str(ticket.status),
+                    responsibleUser=ticket.responsible_user,
+                    responsibleGroupID=str(ticket.responsible_group),
+                    customerViewable="1" if ticket.customer_viewable else "0",
                 )
             )
+    line = ""
+    if settings.pc_note and action != SubscriberAction.CANCEL:
+        line = note_line(action, order_ref, actor, note, date.today())
+        requests.append(
+            _powercode(
+                "pc_note",
+                "updateCustomer",
+                "a line in the customer's notes (read first; not added twice)",
+                customerID=pc_id,
+                customerNotes=f"(the customer's notes, then) {line}",
+            )
+        )
     if issue_date:
         try:
             date.fromisoformat(issue_date)
+            if len(issue_date) != 10:
+                raise ValueError(issue_date)
         except ValueError:
             problems.append(f"the date must be YYYY-MM-DD, not {issue_date!r}")
-    return Plan(action, order_ref, site_id, cid, cid_from, tuple(requests), tuple(problems))
+    summary, description = ("", "")
+    if action == SubscriberAction.CANCEL:
+        summary, description = cancel_ticket(order_ref, site_id, issue_date, actor, note)
+    return Plan(
+        action,
+        order_ref,
+        site_id,
+        cid,
+        cid_from,
+        tuple(requests),
+        tuple(problems),
+        uia_id=uia_id,
+        customer_id=customer_id if customer_id and customer_id > 0 else None,
+        service_id=service_id,
+        product=product.strip(),
+        product_before=product_before,
+        issue_date=issue_date,
+        note_line=line,
+        ticket_summary=summary,
+        ticket_description=description,
+    )

@@ -50,6 +50,7 @@ from utopia_handler.store.models import (
     Order,
     Step,
 )
+from utopia_handler.subscriber_work import SubscriberActionRunner
 from utopia_handler.timeutil import utcnow
 
 if TYPE_CHECKING:
@@ -85,11 +86,7 @@ class Worker:
         # The longest a PowerCode call of a process that died may still be answered.
         self.call_window = timedelta(seconds=timeouts.connect + timeouts.read)
         self.poll_seconds = settings.poll_seconds
-        self.retry = lifecycle.RetryPolicy(
-            settings.retry_base_seconds,
-            settings.retry_max_seconds,
-            timedelta(seconds=settings.retry_deadline_seconds),
-        )
+        self.retry = lifecycle.RetryPolicy.from_settings(settings)
         self.clock = clock
         self.rng = rng or random.Random()
         # E-mails claimed by this worker are delivered by the outbox, under the same lease name.
@@ -104,6 +101,18 @@ class Worker:
             clock,
             self.retry,
             self.rng,
+        )
+        # Subscriber actions a person confirmed: few, so one thread runs them one at a time.
+        self.subscribers = SubscriberActionRunner(
+            runtime.store,
+            runtime.utopia,
+            runtime.powercode,
+            runtime.settings.provisioning.ticket,
+            self.name,
+            clock,
+            self.retry,
+            self.rng,
+            self.lease,
         )
         self.wakeup = wakeup or threading.Event()
         self._stopping = threading.Event()
@@ -130,6 +139,7 @@ class Worker:
             (self._dispatch_loop, "dispatch"),
             (self._heartbeat_loop, "lease"),
             (self._retention_loop, "retention"),
+            (self._subscriber_loop, "subscriber"),
         ]
         if self.runtime.settings.reconcile.enabled:
             loops.append((self._reconcile_loop, "reconcile"))
@@ -170,7 +180,14 @@ class Worker:
         for _ in range(max_rounds):
             order_ids, notification_ids, message_ids = self._claim(self.concurrency)
             if not order_ids and not notification_ids and not message_ids:
-                return handled
+                # Subscriber actions last: their e-mails are then delivered in the next round.
+                ran = self.subscribers.run_due(
+                    self.concurrency, shadow=self.runtime.settings.shadow_mode
+                )
+                if not ran:
+                    return handled
+                handled += ran
+                continue
             for order_id in order_ids:
                 self._work_on_order(order_id)
             for message_id in message_ids:
@@ -311,6 +328,9 @@ class Worker:
             with self.runtime.store.write() as session:
                 now = self.clock()  # once the write lock is ours: a wait for it costs no lease
                 leases.record_alive(session, self.name, process, now)
+                in_hand = self.subscribers.in_hand
+                if in_hand is not None:
+                    queries.extend_leases(session, self.name, [], [], now + self.lease, (), in_hand)
                 if order_ids or notification_ids or message_ids:
                     queries.extend_leases(
                         session,
@@ -342,6 +362,17 @@ class Worker:
             )
         if any(dead.orders or dead.notifications or dead.message_actions for dead in taken):
             self.wakeup.set()
+
+    def _subscriber_loop(self) -> None:
+        """Run due subscriber actions one at a time (each renews its lease at every step)."""
+        while not self._stopping.wait(self.poll_seconds):
+            try:
+                if self.subscribers.run_due(1, shadow=self.runtime.settings.shadow_mode):
+                    self.wakeup.set()  # their e-mails are due
+            except SQLAlchemyError as error:
+                log_event(
+                    log, "subscriber_action.store_failed", logging.ERROR, error=type(error).__name__
+                )
 
     def _retention_loop(self) -> None:
         """Remove finished orders' raw payloads once they are older than RETENTION_DAYS."""
@@ -619,10 +650,7 @@ class Worker:
     def _release_message_action(self, action_id: int) -> None:
         try:
             with self.runtime.store.write() as session:
-                row = session.get(MessageAction, action_id)
-                if row is not None and row.lease_owner == self.name:
-                    row.lease_owner = None
-                    row.lease_expires_at = None
+                queries.give_back(session, MessageAction, action_id, self.name)
         except SQLAlchemyError:
             pass  # the lease expires on its own
 

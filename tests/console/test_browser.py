@@ -418,3 +418,38 @@ def test_every_console_page_passes_axe_core_at_desktop_and_phone_width(
     assert not violations, "\n".join(
         f"{where}: {line}" for where, lines in violations.items() for line in lines
     )
+
+
+def test_an_operator_suspends_a_subscriber_from_the_order_page_after_seeing_the_plan(
+    console_service: ServiceHandle, page: Page, shoot: Callable[[Page, str], Path]
+) -> None:
+    url = console_service.url
+    runtime = console_service.runtime
+    done_ref = "UIA202611-004217"  # site 204817: UTOPIA gives its cid, C204817
+    problems = _watch_for_blocked_content(page)
+    assert post_callback(url, new_order(done_ref)).status_code == 200
+    wait_for(lambda: load_order(runtime, done_ref).state == OrderState.DONE)
+    _log_in(page, url, Role.OPERATOR)
+    page.goto(f"{url}/orders/{load_order(runtime, done_ref).id}")
+    page.get_by_role("link", name="Suspend", exact=True).click()
+    expect(page.get_by_role("heading", name="Suspend the subscriber")).to_be_visible()
+    page.get_by_label("Why?").fill("Unpaid since May; customer told by phone")
+    page.get_by_role("button", name="Show what will be sent (dry run)").click()
+    plan = page.locator("ol.plan")
+    expect(plan).to_contain_text("/spquery/suspend")
+    expect(plan).to_contain_text("C204817")
+    expect(plan).to_contain_text("updateCustomerStatus")
+    assert _axe_violations(page) == []
+    _both_widths(page, shoot, "01-what-will-be-sent")
+    page.get_by_role("button", name="Send it: suspend the subscriber").click()
+    expect(page.get_by_role("status").first).to_contain_text("queued as subscriber action")
+    row = page.locator("tr[id^=subscriber-action-]")
+    for _ in range(40):  # the worker runs it in the background; the page is reloaded to see it
+        if "done" in (row.locator("td[data-label=State]").text_content() or ""):
+            break
+        page.wait_for_timeout(250)
+        page.reload()
+    expect(row.locator("td[data-label=State]")).to_have_text("done")
+    expect(page.locator(".timeline")).to_contain_text("Subscriber suspend: utopia_suspend")
+    _both_widths(page, shoot, "02-order-with-the-action-done")
+    assert problems == []

@@ -250,18 +250,6 @@ def test_an_old_search_never_hides_the_orders_home_and_the_navigation_point_to(
     assert HELD in after and "Search for" not in after
 
 
-def test_orders_are_paged(
-    console_runtime: Runtime, client_as: Callable[[Role], FlaskClient]
-) -> None:
-    for number in range(55):
-        queue_order(console_runtime, f"UIA202612-{number:06d}")
-    viewer = client_as(Role.VIEWER)
-    first = viewer.get("/orders").get_data(as_text=True)
-    assert first.count("UIA202612-") == 50 and "Page 1 of 2" in first
-    second = viewer.get("/orders?page=2").get_data(as_text=True)
-    assert second.count("UIA202612-") == 5 and "UIA202612-000000" in second
-
-
 def test_the_order_page_tells_the_whole_story(
     console_runtime: Runtime, worker: Worker, client_as: Callable[[Role], FlaskClient]
 ) -> None:

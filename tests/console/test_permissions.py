@@ -57,6 +57,8 @@ ACTIONS = [
     Action("save the routing table", "/settings/messages", {"route_how": "match", "route_text": "Port Complete", "route_action": "note"}, Role.ADMIN),
     Action("save the message ticket template", "/settings/message-ticket-template", {"source": "<p>{{ msg }}</p>"}, Role.ADMIN),
     Action("preview the message ticket template", "/settings/message-ticket-template/preview", {"source": "<p>x</p>"}, Role.ADMIN, changes=False),
+    # The held order has no PowerCode customer, so even an allowed send is only shown.
+    Action("show a subscriber action's plan", "/orders/{order}/subscriber/suspend", {"note": "unpaid", "step": "send"}, Role.OPERATOR, changes=False),
 ]  # fmt: skip
 PAGES = [
     ("/", Role.VIEWER),
@@ -67,6 +69,7 @@ PAGES = [
     ("/reconciliation", Role.VIEWER),
     ("/provision", Role.OPERATOR),
     ("/orders/{order}/provision", Role.OPERATOR),
+    ("/orders/{order}/subscriber/cancel", Role.OPERATOR),
     ("/settings", Role.ADMIN),
     ("/settings/plans", Role.ADMIN),
     ("/settings/ticket-template", Role.ADMIN),

@@ -118,6 +118,9 @@ class EmailRenderer:
             "waiting": context.get("waiting", ""),
             "held": context.get("held", ""),
             "note": context.get("note", ""),
+            # A subscriber action: who asked, and each step's outcome.
+            "requested_by": context.get("requested_by", ""),
+            "steps": list(context.get("steps", [])),
         }
         if facts is not None:
             variables.update(
@@ -161,6 +164,11 @@ def _subject(kind: NotificationKind, variables: dict[str, Any], context: dict[st
         if context.get("held"):
             return f'UTOPIA message "{msg}": order on hold - Order {ref}'
         return f'UTOPIA message "{msg}" - Order {ref}'
+    if kind == NotificationKind.SUBSCRIBER:
+        action = context.get("action", "")
+        if context.get("waiting"):
+            return f"Subscriber {action} needs a person - Order {ref}"
+        return f"Subscriber {action} done - Order {ref}"
     headline = context.get("headline") or "Order waiting for a person"
     return f"{headline} - Order {ref}"
 

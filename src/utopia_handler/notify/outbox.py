@@ -90,8 +90,8 @@ class Outbox:
         self, kind: NotificationKind, facts: OrderFacts | None
     ) -> tuple[Attachment | None, str]:
         """The signed contract PDF to attach, and a sentence for the e-mail saying where it is."""
-        # A routed message's e-mail is about the message: the contract is not what it is about.
-        if kind in (NotificationKind.TEST, NotificationKind.MESSAGE):
+        # A routed message's or subscriber action's e-mail is not about the contract.
+        if kind in (NotificationKind.TEST, NotificationKind.MESSAGE, NotificationKind.SUBSCRIBER):
             return None, ""
         if facts is None or facts.contract is None:
             return None, ""

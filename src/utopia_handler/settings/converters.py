@@ -392,6 +392,39 @@ def to_always_services(label: str, raw: object) -> tuple[tuple[int, int], ...]:
     return tuple(result)
 
 
+_PRODUCT = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+
+
+def read_speed_products(text: str) -> tuple[tuple[tuple[int, str], ...], list[str]]:
+    """PowerCode service id -> UTOPIA product id pairs from `164=1000, 165=2000` text, and the
+    problems found (one parser for the settings and the console)."""
+    pairs: list[tuple[int, str]] = []
+    problems: list[str] = []
+    for part in (p for p in re.split(r"[\s,]+", text) if p):
+        raw_id, equals, product = part.partition("=")
+        if not equals or not raw_id.isdigit() or not 0 < int(raw_id) < 2**31:
+            problems.append(
+                f"{part!r}: write the PowerCode service id, =, then UTOPIA's product id"
+            )
+        elif not _PRODUCT.fullmatch(product):
+            problems.append(f"{part!r}: UTOPIA's product id is letters, digits, _ . or -")
+        elif any(int(raw_id) == known for known, _ in pairs):
+            problems.append(f"service {raw_id} is listed twice")
+        else:
+            pairs.append((int(raw_id), product))
+    return tuple(pairs), problems
+
+
+def to_speed_products(label: str, raw: object) -> tuple[tuple[int, str], ...]:
+    """The speed change's mapping: text `164=1000, 165=2000`, or a TOML table `164 = "1000"`."""
+    if isinstance(raw, dict):
+        raw = ", ".join(f"{key}={value}" for key, value in raw.items())
+    pairs, problems = read_speed_products(checked_text(label, raw))
+    if problems:
+        fail(label, problems[0], "write PowerCode service id = UTOPIA product id, e.g. 164=1000")
+    return pairs
+
+
 def to_user_name(label: str, raw: object) -> str:
     """A PowerCode user as named in the ticket: text such as "Sales", or a number."""
     if isinstance(raw, bool) or not isinstance(raw, str | int):

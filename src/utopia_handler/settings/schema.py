@@ -264,6 +264,9 @@ class SubscriberSettings:
     pc_cancelled_status: str = "Inactive"
     pc_swap_service: bool = True  # change speed: addCustomerService replaces the internet service
     pc_cancel_ticket: bool = True  # cancel: a PowerCode ticket for staff
+    pc_note: bool = True  # suspend, unsuspend, change speed: a line in the customer's notes
+    # change speed: UTOPIA's product for each PowerCode internet service, (service id, product)
+    speed_products: tuple[tuple[int, str], ...] = ()
 
 
 @dataclass(frozen=True)

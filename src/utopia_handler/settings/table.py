@@ -42,6 +42,7 @@ from utopia_handler.settings.converters import (
     to_secret,
     to_sender,
     to_signing_secrets,
+    to_speed_products,
     to_template,
     to_text,
     to_url,
@@ -461,6 +462,19 @@ VARIABLES: tuple[Variable, ...] = (
         "subscriber.pc_cancel_ticket",
         to_bool,
         "a cancel also opens a PowerCode ticket for staff",
+    ),
+    Variable(
+        "SUBSCRIBER_PC_NOTE",
+        "subscriber.pc_note",
+        to_bool,
+        "a suspend, unsuspend or speed change also adds a line to the PowerCode customer's notes",
+    ),
+    Variable(
+        "SUBSCRIBER_SPEED_PRODUCTS",
+        "subscriber.speed_products",
+        to_speed_products,
+        "change speed: UTOPIA's product id for each PowerCode internet service, e.g. "
+        "`164=1000, 165=2000` (the console's Plans page may replace it)",
     ),
     # Provisioning: the old handler's variables beside the TOML tables
     Variable(

@@ -43,6 +43,8 @@ class ConfigKind(enum.StrEnum):
     # What `check-config --live` learned of PowerCode's unpublished replies:
     # {"customer_not_found": {"status_code", "message"} | None, "no_services": ... | None}
     POWERCODE_REPLIES = "powercode_replies"
+    # A speed change's UTOPIA product per PowerCode service: [{"service_id": int, "product": str}]
+    SPEED_PRODUCTS = "speed_products"
 
 
 class User(Base):

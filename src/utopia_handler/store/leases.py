@@ -24,6 +24,7 @@ from utopia_handler.store.models import (
     Order,
     Step,
     StepAttempt,
+    SubscriberAction,
     WorkerProcess,
 )
 
@@ -126,6 +127,12 @@ def take_over(session: Session, worker: str, now: datetime, call_window: timedel
         .values(lease_owner=None, lease_expires_at=None)
         .returning(MessageAction.id)
     ).all()
+    # A subscriber action likewise: a step left `started` reads back (or waits) before a repeat.
+    session.execute(
+        update(SubscriberAction)
+        .where(SubscriberAction.lease_owner == worker)
+        .values(lease_owner=None, lease_expires_at=None)
+    )
     release_jobs_of(session, worker)
     forget(session, worker)
     return TakenOver(worker, len(held), len(in_flight), len(mail), len(routed))

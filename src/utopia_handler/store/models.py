@@ -91,6 +91,7 @@ class NotificationKind(enum.StrEnum):
     MISSED_ORDERS = "missed_orders"
     RECONCILE_STALE = "reconcile_stale"
     MESSAGE = "message"  # a routed UTOPIA message: `notify`, or an action that needs a person
+    SUBSCRIBER = "subscriber"  # a subscriber action finished, or waits for a person
 
 
 class ReconcileOutcome(enum.StrEnum):
@@ -156,7 +157,13 @@ class Order(Base):
     # When retention removed this finished order's raw payloads (contract, bodies, e-mail data).
     purged_at: Mapped[datetime | None]
 
-    __table_args__ = (Index("ix_orders_due", "state", "next_attempt_at"),)
+    __table_args__ = (
+        Index("ix_orders_due", "state", "next_attempt_at"),  # the worker's claim
+        # The console: the list of one state, newest first, and the counts per state.
+        Index("ix_orders_state_id", "state", "id"),
+        # The search by the beginning of a name (see queries.order_search).
+        Index("ix_orders_customer_name_folded", "customer_name_folded"),
+    )
 
     @validates("customer_name")
     def _fold_customer_name(self, _key: str, value: str | None) -> str | None:
@@ -213,7 +220,11 @@ class Callback(Base):
     body: Mapped[str | None] = mapped_column(Text)  # None once retention purged it
     order_id: Mapped[int | None] = mapped_column(ForeignKey("orders.id", ondelete="SET NULL"))
 
-    __table_args__ = (Index("ix_callbacks_ref_msg", "order_ref", "msg"),)
+    __table_args__ = (
+        Index("ix_callbacks_ref_msg", "order_ref", "msg"),
+        # Home's "not handled in the last 7 days" and that list, without reading every callback.
+        Index("ix_callbacks_outcome_received", "outcome", "received_at"),
+    )
 
 
 class Notification(Base):
@@ -258,11 +269,44 @@ class MessageActionState(enum.StrEnum):
     CLOSED = "closed"  # a person closed it (did it by hand, or nothing is to be done)
 
 
-class MessageAction(Base):
+class _DurableAction:
+    """The columns every durable action shares: its state, runs, attempts, lease and outcome."""
+
+    state: Mapped[MessageActionState] = mapped_column(
+        _enum(MessageActionState), default=MessageActionState.PENDING
+    )
+    # A person's retry starts a new run; a doubt from an earlier run no longer blocks a write.
+    run: Mapped[int] = mapped_column(default=1)
+    attempts: Mapped[int] = mapped_column(default=0)  # in the current run
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    next_attempt_at: Mapped[datetime]
+    lease_owner: Mapped[str | None] = mapped_column(String(80))
+    lease_expires_at: Mapped[datetime | None]
+    retrying_since: Mapped[datetime | None]
+    detail: Mapped[str | None] = mapped_column(Text)  # how it ended, or why it waits
+    ticket_id: Mapped[str | None] = mapped_column(String(32))
+
+
+class _ActionAttempt:
+    """The columns of one attempt of a durable action (written before any outside call)."""
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    run: Mapped[int]
+    attempt: Mapped[int]
+    worker: Mapped[str] = mapped_column(String(80))
+    started_at: Mapped[datetime]
+    finished_at: Mapped[datetime | None]
+    outcome: Mapped[AttemptOutcome] = mapped_column(_enum(AttemptOutcome))
+    detail: Mapped[str | None] = mapped_column(Text)
+
+
+class MessageAction(_DurableAction, Base):
     """The work a routed UTOPIA message asks for: claimed, leased and retried like an order.
 
     One row per order, message and event (`key`), so a repeated callback starts nothing. Its
     attempts are `message_action_attempts` rows, written before any outside call.
+    `created_at` is when the message came: the note's line carries it.
     """
 
     __tablename__ = "message_actions"
@@ -273,38 +317,65 @@ class MessageAction(Base):
     msg: Mapped[str] = mapped_column(String(200))
     event: Mapped[str | None] = mapped_column(String(200))
     action: Mapped[MessageActionKind] = mapped_column(_enum(MessageActionKind))
-    state: Mapped[MessageActionState] = mapped_column(
-        _enum(MessageActionState), default=MessageActionState.PENDING
-    )
-    # A person's retry starts a new run; a doubt from an earlier run no longer blocks a ticket.
-    run: Mapped[int] = mapped_column(default=1)
-    attempts: Mapped[int] = mapped_column(default=0)  # in the current run
-    created_at: Mapped[datetime]  # when the message came: the note's line carries it
-    updated_at: Mapped[datetime]
-    next_attempt_at: Mapped[datetime]
-    lease_owner: Mapped[str | None] = mapped_column(String(80))
-    lease_expires_at: Mapped[datetime | None]
-    retrying_since: Mapped[datetime | None]
-    detail: Mapped[str | None] = mapped_column(Text)  # how it ended, or why it waits
-    ticket_id: Mapped[str | None] = mapped_column(String(32))
 
     __table_args__ = (Index("ix_message_actions_due", "state", "next_attempt_at"),)
 
 
-class MessageActionAttempt(Base):
+class MessageActionAttempt(_ActionAttempt, Base):
     __tablename__ = "message_action_attempts"
 
-    id: Mapped[int] = mapped_column(primary_key=True)
     action_id: Mapped[int] = mapped_column(
         ForeignKey("message_actions.id", ondelete="CASCADE"), index=True
     )
-    run: Mapped[int]
-    attempt: Mapped[int]
-    worker: Mapped[str] = mapped_column(String(80))
-    started_at: Mapped[datetime]
-    finished_at: Mapped[datetime | None]
-    outcome: Mapped[AttemptOutcome] = mapped_column(_enum(AttemptOutcome))
-    detail: Mapped[str | None] = mapped_column(Text)
+
+
+class SubscriberActionKind(enum.StrEnum):
+    """What a person asked for an order's subscriber, in UTOPIA and PowerCode together."""
+
+    SUSPEND = "suspend"
+    UNSUSPEND = "unsuspend"
+    CHANGE_SPEED = "change-speed"
+    CANCEL = "cancel"
+
+
+class SubscriberAction(_DurableAction, Base):
+    """A subscriber action a person confirmed: its steps run one at a time by the worker.
+
+    `steps` is the list fixed when it was queued (each `{"name", "done", "detail"}`), so a
+    change of settings meanwhile does not change an action under way; `step` is the index of
+    the next one. Attempts are `subscriber_action_attempts` rows, each of one step.
+    """
+
+    __tablename__ = "subscriber_actions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    order_id: Mapped[int] = mapped_column(ForeignKey("orders.id", ondelete="CASCADE"), index=True)
+    action: Mapped[SubscriberActionKind] = mapped_column(_enum(SubscriberActionKind))
+    # What is sent: UTOPIA's customer id and service, PowerCode's customer and new service.
+    site_id: Mapped[str] = mapped_column(String(64))
+    cid: Mapped[str] = mapped_column(String(64))
+    uia_id: Mapped[str | None] = mapped_column(String(64))
+    customer_id: Mapped[int | None]
+    service_id: Mapped[int | None]
+    product: Mapped[str | None] = mapped_column(String(64))
+    product_before: Mapped[str | None] = mapped_column(String(200))  # what `service` showed
+    issue_date: Mapped[str | None] = mapped_column(String(10))
+    note: Mapped[str] = mapped_column(Text)
+    requested_by: Mapped[str] = mapped_column(String(80))
+    shadow: Mapped[bool] = mapped_column(default=False)  # queued in shadow mode: run in it
+    steps: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    step: Mapped[int] = mapped_column(default=0)
+
+    __table_args__ = (Index("ix_subscriber_actions_due", "state", "next_attempt_at"),)
+
+
+class SubscriberActionAttempt(_ActionAttempt, Base):
+    __tablename__ = "subscriber_action_attempts"
+
+    action_id: Mapped[int] = mapped_column(
+        ForeignKey("subscriber_actions.id", ondelete="CASCADE"), index=True
+    )
+    step: Mapped[str] = mapped_column(String(40))
 
 
 class WorkerProcess(Base):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
@@ -25,6 +26,7 @@ from sqlalchemy import (
     or_,
     select,
     text,
+    union,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
@@ -56,6 +58,8 @@ from utopia_handler.store.models import (
     ShadowWrite,
     Step,
     StepAttempt,
+    SubscriberAction,
+    SubscriberActionAttempt,
 )
 from utopia_handler.store.prepared import Prepared
 
@@ -372,7 +376,9 @@ def _queue_recorded_order(session: Executor, order_ref: str, now: datetime, shad
 # Claiming and leases -----------------------------------------------------------------------------
 
 
-_Leased = type[Order] | type[Notification] | type[MessageAction]
+_Leased = type[Order] | type[Notification] | type[MessageAction] | type[SubscriberAction]
+# A durable action of either kind: a routed message's, or a subscriber action a person asked for.
+AnyAction = MessageAction | SubscriberAction
 
 
 def _claim(
@@ -446,9 +452,36 @@ def claim_due_message_actions(
 
     Only those of orders of the worker's own mode, as with orders (claim_due_orders).
     """
-    in_mode = MessageAction.order_id.in_(select(Order.id).where(Order.shadow == shadow))
+    # A correlated look-up of each due action's order by its key: an IN over every order of
+    # the mode would read the whole orders table at every claim.
+    in_mode = (
+        select(Order.id).where(Order.id == MessageAction.order_id, Order.shadow == shadow).exists()
+    )
     pending = (MessageAction.state == MessageActionState.PENDING) & in_mode
     return _claim(session, MessageAction, pending, owner, limit, now, lease)
+
+
+def claim_due_subscriber_actions(
+    session: Session,
+    owner: str,
+    limit: int,
+    now: datetime,
+    lease: timedelta,
+    *,
+    shadow: bool = False,
+    only: int | None = None,
+) -> list[int]:
+    """Take up to `limit` subscriber actions (only action `only`, if given) that are due and
+    not held by a live lease.
+
+    Only those queued in the worker's own mode: one queued in shadow mode is never sent for real.
+    """
+    pending = (SubscriberAction.state == MessageActionState.PENDING) & (
+        SubscriberAction.shadow == shadow
+    )
+    if only is not None:
+        pending = pending & (SubscriberAction.id == only)
+    return _claim(session, SubscriberAction, pending, owner, limit, now, lease)
 
 
 def extend_leases(
@@ -458,8 +491,17 @@ def extend_leases(
     notification_ids: list[int],
     until: datetime,
     message_action_ids: Sequence[int] = (),
+    subscriber_action_id: int | None = None,
 ) -> None:
     """Heartbeat: keep the leases of the work this worker holds."""
+    if subscriber_action_id is not None:
+        session.execute(
+            update(SubscriberAction)
+            .where(
+                SubscriberAction.id == subscriber_action_id, SubscriberAction.lease_owner == owner
+            )
+            .values(lease_expires_at=until)
+        )
     if order_ids:
         session.execute(
             update(Order)
@@ -492,11 +534,20 @@ def release_all(session: Session, owner: str) -> None:
         .where(Notification.lease_owner == owner)
         .values(lease_owner=None, lease_expires_at=None)
     )
-    session.execute(
-        update(MessageAction)
-        .where(MessageAction.lease_owner == owner)
-        .values(lease_owner=None, lease_expires_at=None)
-    )
+    for model in (MessageAction, SubscriberAction):
+        session.execute(
+            update(model)
+            .where(model.lease_owner == owner)
+            .values(lease_owner=None, lease_expires_at=None)
+        )
+
+
+def give_back(session: Session, model: _Leased, row_id: int, owner: str) -> None:
+    """Release one row's lease, if `owner` still holds it (after its work, whatever happened)."""
+    row: Any = session.get(model, row_id)
+    if row is not None and row.lease_owner == owner:
+        row.lease_owner = None
+        row.lease_expires_at = None
 
 
 def _owned(session: Session, model: _Leased, row_id: int, owner: str) -> Any:
@@ -521,6 +572,12 @@ def owned_notification(session: Session, notification_id: int, owner: str) -> No
 def owned_message_action(session: Session, action_id: int, owner: str) -> MessageAction:
     """The routed message's action, locked, provided this worker still holds its lease."""
     row: MessageAction = _owned(session, MessageAction, action_id, owner)
+    return row
+
+
+def owned_subscriber_action(session: Session, action_id: int, owner: str) -> SubscriberAction:
+    """The subscriber action, locked, provided this worker still holds its lease."""
+    row: SubscriberAction = _owned(session, SubscriberAction, action_id, owner)
     return row
 
 
@@ -587,7 +644,7 @@ def finish_attempt(
         attempt.ids = ids or None
 
 
-_Attempt = TypeVar("_Attempt", StepAttempt, MessageActionAttempt)
+_Attempt = TypeVar("_Attempt", StepAttempt, MessageActionAttempt, SubscriberActionAttempt)
 
 
 def _finish(
@@ -609,39 +666,54 @@ def _finish(
 # Routed messages' attempts ------------------------------------------------------------------------
 
 
-def earlier_action_attempts(session: Session, action: MessageAction) -> tuple[int, bool]:
-    """How many attempts the action had in its current run, and whether one may have applied."""
-    rows = session.execute(
-        select(MessageActionAttempt.outcome).where(
-            MessageActionAttempt.action_id == action.id,
-            MessageActionAttempt.run == action.run,
-        )
-    ).all()
+def _attempt_model(action: AnyAction) -> type[MessageActionAttempt | SubscriberActionAttempt]:
+    return MessageActionAttempt if isinstance(action, MessageAction) else SubscriberActionAttempt
+
+
+def earlier_action_attempts(session: Session, action: AnyAction) -> tuple[int, bool]:
+    """How many attempts the action (a subscriber action: its current step) had in its current
+    run, and whether one may have applied."""
+    model = _attempt_model(action)
+    query = select(model.outcome).where(model.action_id == action.id, model.run == action.run)
+    if isinstance(action, SubscriberAction):
+        query = query.where(SubscriberActionAttempt.step == action.steps[action.step]["name"])
+    rows = session.execute(query).all()
     return len(rows), any(row.outcome in _MAYBE_APPLIED for row in rows)
 
 
 def add_action_attempt(
-    session: Session, action: MessageAction, owner: str, now: datetime
-) -> MessageActionAttempt:
+    session: Session, action: AnyAction, owner: str, now: datetime
+) -> MessageActionAttempt | SubscriberActionAttempt:
     """Write the attempt row of the action's current attempt number (see lifecycle)."""
-    attempt = MessageActionAttempt(
-        action_id=action.id,
-        run=action.run,
-        attempt=action.attempts,
-        worker=owner,
-        started_at=now,
-        outcome=AttemptOutcome.STARTED,
-    )
+    columns: dict[str, Any] = {
+        "action_id": action.id,
+        "run": action.run,
+        "attempt": action.attempts,
+        "worker": owner,
+        "started_at": now,
+        "outcome": AttemptOutcome.STARTED,
+    }
+    if isinstance(action, SubscriberAction):
+        columns["step"] = action.steps[action.step]["name"]
+    attempt = _attempt_model(action)(**columns)
     session.add(attempt)
     session.flush()
     return attempt
 
 
 def finish_action_attempt(
-    session: Session, attempt_id: int, outcome: AttemptOutcome, detail: str, now: datetime
+    session: Session,
+    action: AnyAction,
+    attempt_id: int,
+    outcome: AttemptOutcome,
+    detail: str,
+    now: datetime,
 ) -> None:
-    """Record how an attempt of a routed message's action ended."""
-    _finish(session, MessageActionAttempt, attempt_id, outcome, detail, now)
+    """Record how an attempt of a durable action ended."""
+    if isinstance(action, MessageAction):
+        _finish(session, MessageActionAttempt, attempt_id, outcome, detail, now)
+    else:
+        _finish(session, SubscriberActionAttempt, attempt_id, outcome, detail, now)
 
 
 # Notifications -----------------------------------------------------------------------------------
@@ -719,27 +791,174 @@ _MAX_ID = 2**31 - 1
 _NUMBER_RE = re.compile(r"(?:pc)?\s*#?\s*([0-9]{1,10})", re.IGNORECASE)
 
 
-def order_search(text: str) -> ColumnElement[bool]:
-    """Orders matching a person's search: part of the order ref, words of the customer's name
-    (ignoring case and accents: "Maria" finds "María"), a site id, or a PowerCode customer number
-    written 10004, #10004 or PC#10004."""
+# A part of an order ref or of a name (not its beginning) can only be found by reading the
+# rows: only the newest orders are read for it, so a search costs the same at any size.
+SEARCH_SCAN_ORDERS = 20_000
+
+
+def search_floor(session: Session) -> int | None:
+    """The lowest order id a search reads for parts of refs and names: the newest
+    SEARCH_SCAN_ORDERS orders (None when there are no more than that)."""
+    highest = session.scalar(select(func.max(Order.id)))  # the primary key's last entry
+    if highest is None or highest <= SEARCH_SCAN_ORDERS:
+        return None
+    return int(highest) - SEARCH_SCAN_ORDERS + 1
+
+
+def order_search(text: str, *, scan_from: int | None = None) -> ColumnElement[bool]:
+    """Orders matching a person's search, as one condition (see search_conditions)."""
+    return or_(*search_conditions(text, scan_from=scan_from))
+
+
+def order_search_ids(text: str, *, scan_from: int | None = None) -> ColumnElement[bool]:
+    """Orders matching a person's search, as "id in" the union of each way of matching: every
+    part then runs on its own index (or its bounded range of ids), whatever the list's order."""
+    parts = [select(Order.id).where(c) for c in search_conditions(text, scan_from=scan_from)]
+    return Order.id.in_(union(*parts))
+
+
+def search_conditions(text: str, *, scan_from: int | None = None) -> list[ColumnElement[bool]]:
+    """The ways an order matches a person's search, ignoring case and accents ("Maria" finds
+    "María").
+
+    Through an index, among every order: a whole order ref, the beginning of the customer's
+    name ("maria jo", "whitf"), a site id, or a PowerCode customer number written 10004, #10004
+    or PC#10004. By reading rows, among the orders from id `scan_from` on (all when None): part
+    of an order ref, and words of the name in any order ("ramirez maria").
+    """
     words = " ".join(text.split())
     conditions: list[ColumnElement[bool]] = [
-        Order.order_ref.icontains(words, autoescape=True),
+        Order.order_ref.in_({words, words.upper()}),
         Order.site_id == words,
     ]
-    folded = normalise_name(words).split()
-    if folded:  # every word, in any order: "maria ramirez" finds "María José O'Neill-Ramírez"
+    folded_text = normalise_name(words)
+    folded = folded_text.split()
+    if folded_text:
+        # A range on the folded name's index; LIKE makes it exact whatever the collation.
         conditions.append(
+            and_(
+                Order.customer_name_folded >= folded_text,
+                Order.customer_name_folded < folded_text + "\U0010ffff",
+                Order.customer_name_folded.startswith(folded_text, autoescape=True),
+            )
+        )
+    scanned: list[ColumnElement[bool]] = [Order.order_ref.icontains(words, autoescape=True)]
+    if folded:  # every word, in any order: "maria ramirez" finds "María José O'Neill-Ramírez"
+        scanned.append(
             and_(*(Order.customer_name_folded.contains(w, autoescape=True) for w in folded))
         )
+    bound = [Order.id >= scan_from] if scan_from is not None else []
+    conditions.append(and_(*bound, or_(*scanned)))
     number = _NUMBER_RE.fullmatch(words)
     if number is not None:
         digits = number.group(1)
         conditions.append(Order.site_id == digits)
         if int(digits) <= _MAX_ID:
             conditions.append(Order.customer_id == int(digits))
-    return or_(*conditions)
+    return conditions
+
+
+# The console counts orders up to this many per state: beyond it, "1000+". A count of every
+# row would read the whole table at every page view; the states people act on stay far below.
+COUNT_CAP = 1000
+
+
+@dataclass(frozen=True)
+class StateCounts:
+    """Orders per state, counted up to COUNT_CAP; a count in `over` is "at least" that many."""
+
+    counts: dict[OrderState, int]
+    over: frozenset[OrderState]
+    all: int
+    all_over: bool
+
+    def shown(self, state: OrderState | None = None) -> str:
+        """The count as people read it: "12", or "1000+" where counting stopped (None: all)."""
+        if state is None:
+            return f"{self.all}+" if self.all_over else str(self.all)
+        return f"{self.counts[state]}+" if state in self.over else str(self.counts[state])
+
+
+def count_orders_bounded(
+    session: Session, matching: ColumnElement[bool] | None = None
+) -> StateCounts:
+    """Orders per state, each read through the (state, id) index up to COUNT_CAP + 1 entries.
+
+    Of a search's matches (`matching`), the first COUNT_CAP + 1 are counted by state: with
+    more, every count is "at least".
+    """
+    if matching is not None:
+        first = select(Order.state).where(matching).limit(COUNT_CAP + 1).subquery()
+        found = {
+            OrderState(s): int(n)
+            for s, n in session.execute(select(first.c.state, func.count()).group_by(first.c.state))
+        }
+        counts = {s: found.get(s, 0) for s in OrderState}
+        total = sum(counts.values())
+        if total > COUNT_CAP:
+            over = frozenset(s for s, n in counts.items() if n)
+            return StateCounts(counts, over, COUNT_CAP, True)
+        return StateCounts(counts, frozenset(), total, False)
+    columns = [
+        select(func.count())
+        .select_from(select(Order.id).where(Order.state == state).limit(COUNT_CAP + 1).subquery())
+        .scalar_subquery()
+        for state in OrderState
+    ]
+    row = session.execute(select(*columns)).one()
+    raw = dict(zip(OrderState, (int(n) for n in row), strict=True))
+    over = frozenset(s for s, n in raw.items() if n > COUNT_CAP)
+    counts = {s: min(n, COUNT_CAP) for s, n in raw.items()}
+    return StateCounts(counts, over, sum(counts.values()), bool(over))
+
+
+@dataclass(frozen=True)
+class OrderPage:
+    """One page of the orders list, newest first, and the ids its neighbours start from."""
+
+    orders: list[Order]
+    newer: int | None  # ?after= for the page before this one (None: this is the newest)
+    older: int | None  # ?before= for the page after this one (None: nothing older)
+
+
+def page_of_orders(
+    session: Session,
+    where: Sequence[ColumnElement[bool]],
+    size: int,
+    *,
+    before: int | None = None,
+    after: int | None = None,
+) -> OrderPage:
+    """The `size` orders just older than id `before`, just newer than id `after`, or the
+    newest, among those matching `where`: a seek on the id, never an OFFSET, so any page costs
+    what the first does and rows added meanwhile neither repeat nor skip one."""
+    if after is not None:
+        rows = _seek(session, [*where, Order.id > after], Order.id, size + 1)
+        if len(rows) <= size:  # nothing newer than these: the newest page, full
+            return page_of_orders(session, where, size)
+        rows = rows[:size][::-1]
+        older = _any(session, [*where, Order.id < rows[-1].id])
+        return OrderPage(rows, rows[0].id, rows[-1].id if older else None)
+    seek = [Order.id < before] if before is not None else []
+    rows = _seek(session, [*where, *seek], Order.id.desc(), size + 1)
+    older_from = rows[size - 1].id if len(rows) > size else None
+    rows = rows[:size]
+    newer_from: int | None = None
+    if before is not None:  # a page back: newer ones exist unless all were removed
+        newer_from = rows[0].id if rows else before - 1
+        if not _any(session, [*where, Order.id > newer_from]):
+            newer_from = None
+    return OrderPage(rows, newer_from, older_from)
+
+
+def _seek(
+    session: Session, where: Sequence[ColumnElement[bool]], order: Any, limit: int
+) -> list[Order]:
+    return list(session.scalars(select(Order).where(*where).order_by(order).limit(limit)))
+
+
+def _any(session: Session, where: Sequence[ColumnElement[bool]]) -> bool:
+    return bool(session.scalar(select(select(Order.id).where(*where).exists())))
 
 
 def order_history(

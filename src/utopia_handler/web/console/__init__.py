@@ -61,6 +61,7 @@ def init_app(app: Flask, runtime: Runtime) -> None:
         reconcile,
         shadow,
         site,
+        subscriber,
     )
 
     app.config.update(

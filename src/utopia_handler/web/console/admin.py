@@ -51,9 +51,18 @@ def plans_page(
     rows: list[tuple[str, str]] | None = None,
     services_text: str | None = None,
     status: int = 200,
+    speed_text: str | None = None,
 ) -> ResponseReturnValue:
     base = runtime().settings.provisioning
+    speed_base = runtime().settings.subscriber.speed_products
     with runtime().store.read() as db:
+        speed = config_store.current_speed_products(db, speed_base)
+        speed_origin = _origin(
+            db,
+            config_store.latest(db, ConfigKind.SPEED_PRODUCTS),
+            "the settings file or environment",
+        )
+        speed_history = config_store.numbered_history(db, ConfigKind.SPEED_PRODUCTS, limit=20)
         effective = config_store.current_provisioning(db, base)
         plans_version = config_store.latest(db, ConfigKind.PLANS)
         services_version = config_store.latest(db, ConfigKind.ALWAYS_SERVICES)
@@ -81,6 +90,11 @@ def plans_page(
         unmapped_policy=effective.unmapped_plan,
         waiting=waiting,
         ready=[order for order, unmapped in waiting if not unmapped],
+        speed_text=(
+            speed_text if speed_text is not None else config_store.describe_speed_products(speed)
+        ),
+        speed_origin=speed_origin,
+        speed_history=speed_history,
     ), status
 
 
@@ -145,6 +159,22 @@ def services_save() -> ResponseReturnValue:
     with runtime().store.read() as db:
         number = config_store.version_number(db, version)
     flash(f"Always-added services saved as version {number}.", "info")
+    return redirect(url_for("console.plans_page"), 303)
+
+
+@bp.post("/settings/speed-products")
+@require(Role.ADMIN)
+def speed_products_save() -> ResponseReturnValue:
+    """Save the speed change's mapping, PowerCode service -> UTOPIA product, as a new version."""
+    text = request.form.get("speed_products", "")[:4000]
+    try:
+        pairs = config_store.parse_speed_products(text)
+        with runtime().store.write() as db:
+            version = config_store.save_speed_products(db, pairs, current_user().name, utcnow())
+            number = config_store.version_number(db, version)
+    except ConfigInvalid as invalid:
+        return plans_page(problems=invalid.problems, speed_text=text, status=422)
+    flash(f"Speed change mapping saved as version {number}.", "info")
     return redirect(url_for("console.plans_page"), 303)
 
 

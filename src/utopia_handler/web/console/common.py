@@ -112,6 +112,7 @@ EMAIL_WORDS = {
     NotificationKind.MISSED_ORDERS: "missed orders found by reconciliation",
     NotificationKind.RECONCILE_STALE: "UTOPIA's order list not read for too long",
     NotificationKind.MESSAGE: "UTOPIA message",
+    NotificationKind.SUBSCRIBER: "subscriber action",
 }
 ACTION_WORDS = {
     MessageActionKind.NOTIFY: "E-mail staff",

@@ -14,7 +14,6 @@ from datetime import datetime, timedelta
 from flask import abort, flash, jsonify, redirect, render_template, request, session, url_for
 from flask.typing import ResponseReturnValue
 from jinja2 import TemplateError
-from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -36,6 +35,7 @@ from utopia_handler.store.models import (
     SiteDecision,
     Step,
 )
+from utopia_handler.subscriber_work import WORKER_ACTOR, subscriber_history
 from utopia_handler.timeutil import utcnow
 from utopia_handler.web.console.common import (
     ACTION_STATE_WORDS,
@@ -50,7 +50,6 @@ from utopia_handler.web.console.common import (
     bp,
     current_user,
     in_words,
-    page_number,
     require,
     runtime,
 )
@@ -71,12 +70,10 @@ def _state_filter() -> OrderState | None:
         return None
 
 
-def state_counts(db: Session, matching: ColumnElement[bool] | None = None) -> dict[OrderState, int]:
-    """How many orders are in each state (of those matching a search, if given)."""
-    query = select(Order.state, func.count()).group_by(Order.state)
-    if matching is not None:
-        query = query.where(matching)
-    return {OrderState(s): n for s, n in db.execute(query)}
+def _id_arg(name: str) -> int | None:
+    """An order id from the address (?before= or ?after=), or None."""
+    raw = request.args.get(name, "")
+    return int(raw) if raw.isdigit() and len(raw) < 12 else None
 
 
 def _applied_search() -> str:
@@ -86,48 +83,68 @@ def _applied_search() -> str:
     return str(session.get(SEARCH_KEY) or "")
 
 
+def _matching(db: Session, search: str) -> tuple[ColumnElement[bool] | None, bool]:
+    """The search's condition, and whether its reading of rows is bounded to the newest
+    orders (queries.SEARCH_SCAN_ORDERS)."""
+    if not search:
+        return None, False
+    floor = queries.search_floor(db)
+    return queries.order_search_ids(search, scan_from=floor), floor is not None
+
+
 @bp.get("/orders")
 def order_list() -> ResponseReturnValue:
     state = _state_filter()
     search = _applied_search()
-    page = page_number()
-    matching = queries.order_search(search) if search else None
+    before, after = _id_arg("before"), _id_arg("after")
     with runtime().store.read() as db:
-        counts = state_counts(db, matching)
-        query = select(Order)
-        if matching is not None:
-            query = query.where(matching)
-        if state is not None:
-            query = query.where(Order.state == state)
-        total = db.scalar(select(func.count()).select_from(query.subquery())) or 0
-        orders = list(
-            db.scalars(
-                query.order_by(Order.id.desc()).limit(PAGE_SIZE).offset((page - 1) * PAGE_SIZE)
-            )
+        matching, scan_bounded = _matching(db, search)
+        counts = queries.count_orders_bounded(db, matching)
+        where = [c for c in (matching, Order.state == state if state else None) if c is not None]
+        page = queries.page_of_orders(db, where, PAGE_SIZE, before=before, after=after)
+
+    def link(before: int | None = None, after: int | None = None) -> str:
+        # Every page is an address of its own: the state and the search go with it.
+        return url_for(
+            "console.order_list",
+            state=state.value if state else None,
+            search="1" if search else None,
+            before=before,
+            after=after,
         )
+
     return render_template(
         "console/orders.html",
-        orders=orders,
+        orders=page.orders,
         counts=counts,
-        all_count=sum(counts.values()),
         state=state,
         search=search,
         kept_search=str(session.get(SEARCH_KEY) or "") if not search else "",
         search_arg="1" if search else None,
-        total=total,
-        page=page,
-        pages=max(1, -(-total // PAGE_SIZE)),
+        shown_total=counts.shown(state),
+        newest_url=link() if before or after else None,
+        newer_url=link(after=page.newer) if page.newer else None,
+        older_url=link(before=page.older) if page.older else None,
+        scan_bounded=scan_bounded,
+        scan_orders=queries.SEARCH_SCAN_ORDERS,
     )
 
 
 @bp.get("/orders/counts")
 def order_counts() -> ResponseReturnValue:
-    """Orders per state as JSON, for Home's and the list's counts to refresh themselves."""
+    """Orders per state as JSON, for Home's and the list's counts to refresh themselves.
+
+    Each is counted up to queries.COUNT_CAP; `shown` is what the page prints ("1000+")."""
     search = _applied_search()
     with runtime().store.read() as db:
-        counts = state_counts(db, queries.order_search(search) if search else None)
+        counts = queries.count_orders_bounded(db, _matching(db, search)[0])
+    shown = {s.value: counts.shown(s) for s in OrderState}
     return jsonify(
-        {"counts": {s.value: counts.get(s, 0) for s in OrderState}, "all": sum(counts.values())}
+        {
+            "counts": {s.value: counts.counts[s] for s in OrderState},
+            "all": counts.all,
+            "shown": {**shown, "all": counts.shown()},
+        }
     )
 
 
@@ -209,6 +226,20 @@ def _timeline(
                 _OUTCOME_TONE[attempt.outcome],
             )
         )
+    subscriber_actions, subscriber_attempts = subscriber_history(db, order)
+    asked = {action.id: action for action in subscriber_actions}
+    for step_attempt in subscriber_attempts:
+        entries.append(
+            TimelineEntry(
+                step_attempt.started_at,
+                "subscriber",
+                f"Subscriber {asked[step_attempt.action_id].action.value}: "
+                f"{step_attempt.step} (run {step_attempt.run}, attempt {step_attempt.attempt})",
+                OUTCOME_WORDS[step_attempt.outcome],
+                step_attempt.detail or "",
+                _OUTCOME_TONE[step_attempt.outcome],
+            )
+        )
     by_id = {action.id: action for action in routed}
     for routed_attempt in routed_attempts:
         action = by_id[routed_attempt.action_id]
@@ -241,7 +272,7 @@ def _timeline(
             )
         )
     for entry in audit.entries(db, limit=200, order_ref=order.order_ref):
-        automatic = entry.actor == RECONCILIATION
+        automatic = entry.actor in (RECONCILIATION, WORKER_ACTOR)
         entries.append(
             TimelineEntry(
                 entry.at,
@@ -304,6 +335,7 @@ def order_page(order_id: int) -> ResponseReturnValue:
         if order is None:
             abort(404)
         timeline, emails, routed = _timeline(db, order)
+        subscriber_actions, _ = subscriber_history(db, order)
         _, maybe_applied = queries.earlier_attempts(db, order, order.step)
         would_have_sent = queries.shadow_writes(db, order.id)
         provisioning = config_store.current_provisioning(db, runtime().settings.provisioning)
@@ -318,6 +350,7 @@ def order_page(order_id: int) -> ResponseReturnValue:
         timeline=timeline,
         emails=emails,
         routed=routed,
+        subscriber_actions=subscriber_actions,
         customer_link=(
             powercode.customer_link(order.customer_id)
             if order.customer_id and order.customer_id > 0 and powercode.web_url

@@ -3,32 +3,71 @@ audit log."""
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import date, datetime, time, timedelta
+from typing import Any
 
 from flask import render_template, request
 from flask.typing import ResponseReturnValue
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import ColumnElement
 
 from utopia_handler import audit
 from utopia_handler.store import queries
 from utopia_handler.store.models import (
+    ACTIVE_STATES,
     Callback,
     CallbackOutcome,
+    Notification,
     NotificationState,
     Order,
     OrderState,
 )
 from utopia_handler.timeutil import utcnow
 from utopia_handler.web.console.common import PAGE_SIZE, bp, duration, page_number, runtime
-from utopia_handler.web.metrics import snapshot
+
+
+@dataclass(frozen=True)
+class AtAGlance:
+    """What Home counts, each read through an index: orders per state (bounded, see
+    queries.count_orders_bounded) and the queues, which hold only work not yet done."""
+
+    orders: queries.StateCounts
+    orders_due: int
+    orders_scheduled: int
+    oldest_waiting_since: datetime | None
+    emails: dict[NotificationState, int]
+
+    @property
+    def waiting(self) -> int:
+        return self.orders.counts[OrderState.WAITING]
+
+
+def at_a_glance(db: Session, now: datetime) -> AtAGlance:
+    """Home's numbers; none reads the whole orders, callbacks or e-mails table."""
+    active = Order.state.in_(ACTIVE_STATES)
+
+    def count(model: Any, *where: ColumnElement[bool]) -> int:
+        return int(db.scalar(select(func.count()).select_from(model).where(*where)) or 0)
+
+    unsent = (NotificationState.PENDING, NotificationState.FAILED)
+    return AtAGlance(
+        orders=queries.count_orders_bounded(db),
+        orders_due=count(Order, active, Order.next_attempt_at <= now),
+        orders_scheduled=count(Order, active, Order.next_attempt_at > now),
+        oldest_waiting_since=db.scalar(
+            select(func.min(Order.created_at)).where(Order.state == OrderState.WAITING)
+        ),
+        emails={s: count(Notification, Notification.state == s) for s in unsent},
+    )
 
 
 @bp.get("/")
 def home() -> ResponseReturnValue:
     now = utcnow()
     with runtime().store.read() as db:
-        shot = snapshot(db, now)
+        glance = at_a_glance(db, now)
         waiting = list(
             db.scalars(
                 select(Order)
@@ -47,15 +86,15 @@ def home() -> ResponseReturnValue:
             )
         )
         activity = audit.entries(db, limit=8)
+    oldest = glance.oldest_waiting_since
     return render_template(
         "console/home.html",
-        shot=shot,
-        total=sum(shot.orders.values()),
-        oldest_waiting=duration(shot.oldest_waiting_age(now)) if shot.waiting else None,
+        shot=glance,
+        oldest_waiting=duration(max(0.0, (now - oldest).total_seconds())) if oldest else None,
         waiting=waiting,
         recent=recent,
-        emails_failed=shot.emails.get(NotificationState.FAILED, 0),
-        emails_pending=shot.emails.get(NotificationState.PENDING, 0),
+        emails_failed=glance.emails[NotificationState.FAILED],
+        emails_pending=glance.emails[NotificationState.PENDING],
         not_handled_week=not_handled_week or 0,
         activity=activity,
     )

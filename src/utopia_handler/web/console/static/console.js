@@ -97,7 +97,8 @@
         let changed = false;
         for (const cell of document.querySelectorAll("[data-count]")) {
           const key = cell.dataset.count;
-          const value = String(key === "all" ? found.all : found.counts[key] || 0);
+          // `shown` says "1000+" where the server stopped counting.
+          const value = String(found.shown[key] || 0);
           if (cell.textContent !== value) {
             cell.textContent = value;
             changed = true;
