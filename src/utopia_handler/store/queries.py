@@ -83,27 +83,37 @@ def _insert(session: Session, table: Any) -> Any:
 Executor = Session | Connection
 
 
+def _prepared_insert(model: Any, names: tuple[str, ...], tail: str = "") -> Prepared:
+    """INSERT of these columns into the model's table as plain SQL, compiled once per shape: a
+    Core insert's values() costs more each time, and this runs for every callback."""
+    cache_key = (model, names, tail)
+    statement = _PREPARED_INSERTS.get(cache_key)
+    if statement is None:
+        columns = model.__table__.c
+        # Table and column names are ours, never input; the values are bound parameters.
+        sql = (
+            f"INSERT INTO {model.__tablename__} ({', '.join(names)}) "  # noqa: S608
+            f"VALUES ({', '.join(':' + n for n in names)}){tail}"
+        )
+        statement = Prepared(
+            text(sql).bindparams(*(bindparam(n, type_=columns[n].type) for n in names))
+        )
+        _PREPARED_INSERTS[cache_key] = statement
+    return statement
+
+
+_PREPARED_INSERTS: dict[tuple[Any, tuple[str, ...], str], Prepared] = {}
+
+
 def _insert_new(session: Executor, model: Any, unique: str, row: dict[str, Any]) -> int | None:
     """Insert a row unless the `unique` column already holds its value; the new id, or None.
 
     Written as SQL that SQLite (3.35+) and PostgreSQL both speak: SQLAlchemy cannot cache the
     compiled form of its dialect-specific ON CONFLICT construct, and this runs for every callback.
     """
-    cache_key = (model, unique, tuple(row))
-    statement = _INSERT_NEW.get(cache_key)
-    if statement is None:
-        columns = model.__table__.c
-        names = list(row)
-        # Table and column names are ours, never input; the values are bound parameters.
-        sql = (
-            f"INSERT INTO {model.__tablename__} ({', '.join(names)}) "  # noqa: S608
-            f"VALUES ({', '.join(':' + n for n in names)}) "
-            f"ON CONFLICT ({unique}) DO NOTHING RETURNING id"
-        )
-        statement = Prepared(
-            text(sql).bindparams(*(bindparam(n, type_=columns[n].type) for n in names))
-        )
-        _INSERT_NEW[cache_key] = statement
+    statement = _prepared_insert(
+        model, tuple(row), f" ON CONFLICT ({unique}) DO NOTHING RETURNING id"
+    )
     if isinstance(session, Connection):  # the callback's path: straight to the driver
         cursor = statement.run(session, row)
         found = cursor.fetchone()
@@ -113,32 +123,13 @@ def _insert_new(session: Executor, model: Any, unique: str, row: dict[str, Any])
     return inserted
 
 
-_INSERT_NEW: dict[tuple[Any, str, tuple[str, ...]], Prepared] = {}
-
-
 def _insert_row(session: Executor, model: Any, row: dict[str, Any]) -> None:
-    """Insert one row as plain SQL compiled once: a Core insert's values() costs more each time."""
-    cache_key = (model, tuple(row))
-    statement = _INSERT_ROW.get(cache_key)
-    if statement is None:
-        columns = model.__table__.c
-        names = list(row)
-        # Table and column names are ours, never input; the values are bound parameters.
-        sql = (
-            f"INSERT INTO {model.__tablename__} ({', '.join(names)}) "  # noqa: S608
-            f"VALUES ({', '.join(':' + n for n in names)})"
-        )
-        statement = Prepared(
-            text(sql).bindparams(*(bindparam(n, type_=columns[n].type) for n in names))
-        )
-        _INSERT_ROW[cache_key] = statement
+    """Insert one row (no conflict handling), compiled once like `_insert_new`."""
+    statement = _prepared_insert(model, tuple(row))
     if isinstance(session, Connection):
         statement.run(session, row).close()
     else:
         session.execute(statement.statement, row)
-
-
-_INSERT_ROW: dict[tuple[Any, tuple[str, ...]], Prepared] = {}
 
 
 # Callbacks ---------------------------------------------------------------------------------------
