@@ -401,7 +401,7 @@ class Worker:
             with self.runtime.store.write() as session:
                 order = queries.owned_order(session, order_id, self.name)
                 prepared = self._prepare_step(session, order, self.clock(), run)
-            run.log_committed()
+            run.committed()
             # A step in hand is finished even when a stop is asked for: stopping halfway would
             # leave an attempt that may look applied to the next worker.
             while prepared is not None:
@@ -481,10 +481,10 @@ class Worker:
                 # One commit instead of two per step; not when stopping, so no step starts then.
                 following = (
                     self._prepare_step(session, order, now, run)
-                    if not run.lease_given_back and not self._stopping.is_set()
+                    if not run.gives_lease_back and not self._stopping.is_set()
                     else None
                 )
-        run.log_committed()
+        run.committed()
         if run.wake:
             self.wakeup.set()
         return following
@@ -541,7 +541,7 @@ class Worker:
             session, order, prepared.attempt_id, prepared.step, outcome, now
         )
         if result.final_state is not None:
-            run.lease_given_back = True
+            run.gives_lease_back = True
         if mail is not None:
             if self._stopping.is_set():
                 run.wake = True
@@ -550,7 +550,7 @@ class Worker:
                     session, mail, self.name, now + self.lease
                 )
                 job = mail_job(mail, order, self.runtime.settings.shadow_mode)
-                run.mail.append((notification_id, job))
+                run.new_mail.append((notification_id, job))
         run.logs.append(
             (
                 "step.ok",
@@ -576,7 +576,7 @@ class Worker:
     ) -> None:
         """A step that did not finish: the order retries later, or waits for a person."""
         step, attempt_id, error = prepared.step, prepared.attempt_id, failure.error
-        run.lease_given_back = True  # both give the lease back in this commit
+        run.gives_lease_back = True  # both give the lease back in this commit
         if isinstance(error, RetryableError):
             gave_up = lifecycle.schedule_retry(
                 session, order, attempt_id, step, error, now, self.retry, self.rng
@@ -745,15 +745,22 @@ class _Failure:
 
 @dataclass
 class _OrderRun:
-    """What one turn of work on an order has committed so far."""
+    """What one turn of work on an order has committed so far, and what its open transaction
+    will have done once it commits (nothing of that counts if the commit fails)."""
 
     lease_given_back: bool = False  # a commit gave the order's lease back (it ended or waits)
-    wake: bool = False  # an e-mail was queued for the outbox's next claim
     mail: list[tuple[int, MailJob]] = field(default_factory=list)  # e-mails leased to us
+    wake: bool = False  # an e-mail was queued for the outbox's next claim
+    # The open transaction's part:
+    gives_lease_back: bool = False
+    new_mail: list[tuple[int, MailJob]] = field(default_factory=list)
     logs: list[tuple[str, int, dict[str, object]]] = field(default_factory=list)
 
-    def log_committed(self) -> None:
-        """Log the events of the commit just made (never before it, in case it fails)."""
+    def committed(self) -> None:
+        """The open transaction committed: take its part, and log its events (never before)."""
+        self.lease_given_back = self.lease_given_back or self.gives_lease_back
+        self.mail += self.new_mail
+        self.new_mail.clear()
         for event, level, fields in self.logs:
             log_event(log, event, level, **fields)
         self.logs.clear()
