@@ -427,6 +427,8 @@ def measure_end_to_end(profile: Profile, workdir: Path) -> list[Row]:
                     "vs ideal": f"{elapsed / ideal:.2f}x" if ideal else "-",
                     "orders/s": f"{orders / elapsed:.1f}",
                     "peak RSS MB": f"{rss['main']:.0f}",
+                    # The wall time per order the ideal allows, beside the CPU the product spent.
+                    "ideal ms/order": f"{ideal / orders * 1000:.1f}" if orders else "-",
                     **split.cells(orders),
                 },
             )
