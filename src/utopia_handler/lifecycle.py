@@ -46,6 +46,7 @@ from utopia_handler.store.models import (
     AttemptOutcome,
     MessageAction,
     MessageActionState,
+    Notification,
     NotificationKind,
     Order,
     OrderState,
@@ -278,16 +279,20 @@ def start_attempt(session: Session, order: Order, owner: str, now: datetime) -> 
 
 def record_step(
     session: Session, order: Order, attempt_id: int, step: Step, outcome: StepOutcome, now: datetime
-) -> None:
-    """A step finished: keep what it found, close its attempt, and move to the next step or end."""
-    for column, value in outcome.changes.items():
+) -> Notification | None:
+    """A step finished: keep what it found, close its attempt, and move to the next step or end.
+
+    Returns the staff e-mail it queued, if the outcome asks for one."""
+    for column in outcome.changes:
         if column not in STEP_COLUMNS:
             raise ValueError(f"a step may not set {column}")
-        setattr(order, column, value)
     ids = {k: outcome.changes[k] for k in _ID_COLUMNS if outcome.changes.get(k) is not None}
     ended_elsewhere = outcome.final_state not in (None, OrderState.DONE)
     attempt_outcome = AttemptOutcome.FINAL if ended_elsewhere else AttemptOutcome.OK
+    # The attempt first: the order's changes below then go out as one UPDATE when flushed.
     queries.finish_attempt(session, attempt_id, attempt_outcome, outcome.detail, now, ids)
+    for column, value in outcome.changes.items():
+        setattr(order, column, value)
     order.step = outcome.next_step or following_step(step)
     order.step_attempts = 0
     order.retrying_since = None
@@ -297,9 +302,10 @@ def record_step(
     if outcome.final_state is not None:
         order.state = outcome.final_state
         release_lease(order)
-    if outcome.notify is not None:
-        context = {**outcome.notify_context, "step": step.value}
-        queries.enqueue_notification(session, order, outcome.notify, context, now)
+    if outcome.notify is None:
+        return None
+    context = {**outcome.notify_context, "step": step.value}
+    return queries.enqueue_notification(session, order, outcome.notify, context, now)
 
 
 def hold_for_person(

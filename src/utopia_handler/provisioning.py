@@ -334,6 +334,11 @@ class Provisioner:
         )
 
 
+# Steps that make no outside call and read nothing: the worker runs them inside the commit that
+# records the step before them, so they cost no transaction of their own. (choose_plans is not
+# one: it reads the plan mapping in force, on a connection of its own.)
+LOCAL_STEPS = frozenset({Step.NOTIFY})
+
 _STEP_FUNCTIONS = {
     Step.LOOKUP_CONTRACT: Provisioner.lookup_contract,
     Step.CHOOSE_PLANS: Provisioner.choose_plans,

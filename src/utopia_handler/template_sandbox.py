@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextvars import ContextVar
 from typing import Any
 
-from jinja2 import nodes
+from jinja2 import Template, nodes
 from jinja2.exceptions import SecurityError
 from jinja2.runtime import Context, markup_join, str_join
 from jinja2.sandbox import ImmutableSandboxedEnvironment
@@ -290,6 +290,11 @@ class BoundedSandbox(ImmutableSandboxedEnvironment):
             "joiner": self.globals["joiner"],
             "namespace": self.globals["namespace"],
         }
+        # Compiling costs far more than rendering (about 2 ms against 0.05 ms for the ticket
+        # template), and the same few texts are rendered for every order: keep them compiled.
+        self._compiled: Callable[[str], Template] = functools.lru_cache(maxsize=32)(
+            self.from_string
+        )
 
     def _parse(self, source: str, name: str | None, filename: str | None) -> nodes.Template:
         tree = super()._parse(source, name, filename)
@@ -334,7 +339,7 @@ class BoundedSandbox(ImmutableSandboxedEnvironment):
         budget = _Budget(RENDER_SECONDS)
         token = _BUDGET.set(budget)
         try:
-            template = self.from_string(source)
+            template = self._compiled(source)
             pieces: list[str] = []
             for piece in template.generate(variables):
                 budget.output_chars += len(piece)

@@ -20,7 +20,7 @@ import traceback
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
@@ -32,9 +32,10 @@ from utopia_handler.clients.errors import RejectedError, RetryableError
 from utopia_handler.clients.utopia import Contract
 from utopia_handler.logs import log_event
 from utopia_handler.message_actions import MessageActionRunner
-from utopia_handler.notify.outbox import Outbox
+from utopia_handler.notify.outbox import MailJob, Outbox, mail_job
 from utopia_handler.process_identity import is_gone, this_process
 from utopia_handler.provisioning import (
+    LOCAL_STEPS,
     FormerCustomerAtSite,
     Hold,
     OrderView,
@@ -422,16 +423,22 @@ class Worker:
     # Orders ------------------------------------------------------------------------------------
 
     def _work_on_order(self, order_id: int) -> None:
-        """Run the order's steps while they are due; the one catch-all for an order."""
+        """Run the order's steps while they are due; the one catch-all for an order.
+
+        Then send the e-mail its last commit queued and leased to this worker, if any.
+        """
+        run = _OrderRun()
         try:
             with self.runtime.store.write() as session:
                 order = queries.owned_order(session, order_id, self.name)
-                prepared = self._prepare_step(session, order, self.clock())
+                prepared = self._prepare_step(session, order, self.clock(), run)
+            run.committed()
             # A step in hand is finished even when a stop is asked for: stopping halfway would
             # leave an attempt that may look applied to the next worker.
             while prepared is not None:
-                prepared = self._run_step(order_id, prepared)
+                prepared = self._run_step(order_id, prepared, run)
         except queries.LeaseLost:
+            run.lease_given_back = True  # another worker's now: nothing of ours to give back
             log_event(log, "order.lease_lost", logging.WARNING, order_id=order_id, worker=self.name)
         except SQLAlchemyError as error:
             # The database failed under us; the lease runs out and the order is taken up again.
@@ -443,7 +450,12 @@ class Worker:
                 error=type(error).__name__,
             )
         finally:
-            self._release_order(order_id)
+            # Every commit that ends the order's turn gives its lease back with it: only an
+            # order left halfway (a stop, a failure of the store) costs a transaction here.
+            if not run.lease_given_back:
+                self._release_order(order_id)
+        if run.mail:
+            self._send_own_mail(order_id, run.mail)
 
     def _release_order(self, order_id: int) -> None:
         try:
@@ -455,36 +467,72 @@ class Worker:
         except SQLAlchemyError:
             pass  # the lease expires on its own
 
-    def _prepare_step(self, session: Session, order: Order, now: datetime) -> _Prepared | None:
-        """Write the attempt row of the order's current step, if that step is due now."""
-        if order.state not in ACTIVE_STATES or order.step == Step.FINISHED:
-            return None
-        if order.next_attempt_at > now:
-            return None
-        step = order.step
-        count, maybe_applied = queries.earlier_attempts(session, order, step)
-        view = _order_view(order, count, maybe_applied)
-        attempt_id = lifecycle.start_attempt(session, order, self.name, now)
-        return _Prepared(step, view, attempt_id, order.step_attempts, order.order_ref)
+    def _prepare_step(
+        self, session: Session, order: Order, now: datetime, run: _OrderRun
+    ) -> _Prepared | None:
+        """Write the attempt row of the order's current step, if that step is due now.
 
-    def _run_step(self, order_id: int, prepared: _Prepared) -> _Prepared | None:
+        A step that makes no outside call (provisioning.LOCAL_STEPS) is run and recorded here,
+        in the caller's transaction, and the step after it is prepared instead.
+        """
+        while order.state in ACTIVE_STATES and order.step != Step.FINISHED:
+            if order.next_attempt_at > now:
+                return None
+            step = order.step
+            # The order's unflushed changes are not what this reads: they go out in one UPDATE.
+            with session.no_autoflush:
+                count, maybe_applied = queries.earlier_attempts(session, order, step)
+            view = _order_view(order, count, maybe_applied)
+            attempt_id = lifecycle.start_attempt(session, order, self.name, now)
+            prepared = _Prepared(step, view, attempt_id, order.step_attempts, order.order_ref)
+            if step not in LOCAL_STEPS:
+                return prepared
+            run.logs.append(("step.start", logging.INFO, prepared.fields()))
+            outcome = self._attempt(order.id, prepared)
+            if isinstance(outcome, _Failure):
+                self._record_failure(session, order, prepared, outcome, now, run)
+                return None
+            self._record_result(session, order, prepared, outcome, now, run)
+            if self._stopping.is_set():
+                return None
+        return None
+
+    def _run_step(self, order_id: int, prepared: _Prepared, run: _OrderRun) -> _Prepared | None:
         """Run one prepared step and record its outcome; the next step, prepared, if it is due."""
-        step, view, attempt_id = prepared.step, prepared.view, prepared.attempt_id
-        attempt_number, order_ref = prepared.attempt_number, prepared.order_ref
-        log_event(log, "step.start", order=order_ref, step=step.value, attempt=attempt_number)
+        log_event(log, "step.start", logging.INFO, **prepared.fields())
+        outcome = self._attempt(order_id, prepared)
+        now = self.clock()
+        with self.runtime.store.write() as session:
+            order = queries.owned_order(session, order_id, self.name)
+            if isinstance(outcome, _Failure):
+                self._record_failure(session, order, prepared, outcome, now, run)
+                following = None
+            else:
+                self._record_result(session, order, prepared, outcome, now, run)
+                # One commit instead of two per step; not when stopping, so no step starts then.
+                following = (
+                    self._prepare_step(session, order, now, run)
+                    if not run.gives_lease_back and not self._stopping.is_set()
+                    else None
+                )
+        run.committed()
+        if run.wake:
+            self.wakeup.set()
+        return following
+
+    def _attempt(self, order_id: int, prepared: _Prepared) -> StepResult | _Failure:
+        """Run one prepared step: its result, or what stopped it (the one catch-all)."""
+        step, order_ref = prepared.step, prepared.order_ref
         try:
             # In shadow mode, writes recorded during the step belong to this order and attempt.
-            with working_on(WorkContext(order_id, step.value, attempt_id)):
-                result = self.runtime.provisioner.run(step, view)
+            with working_on(WorkContext(order_id, step.value, prepared.attempt_id)):
+                return self.runtime.provisioner.run(step, prepared.view)
         except Hold as hold:
-            self._hold(order_id, attempt_id, AttemptOutcome.HELD, step, str(hold), hold)
-            return None
+            return _Failure(AttemptOutcome.HELD, str(hold), hold)
         except RejectedError as error:
-            self._hold(order_id, attempt_id, AttemptOutcome.REJECTED, step, str(error), error)
-            return None
+            return _Failure(AttemptOutcome.REJECTED, str(error), error)
         except RetryableError as error:
-            self._schedule_retry(order_id, attempt_id, step, error)
-            return None
+            return _Failure(None, str(error), error)
         except Exception as error:  # the catch-all: record it with the order, hand it to a person
             log_event(
                 log,
@@ -492,7 +540,7 @@ class Worker:
                 logging.ERROR,
                 order=order_ref,
                 step=step.value,
-                attempt=attempt_number,
+                attempt=prepared.attempt_number,
                 error=type(error).__name__,
             )
             # Frames only: an exception's message may carry customer data.
@@ -500,15 +548,18 @@ class Worker:
                 "traceback (frames only):\n%s", "".join(traceback.format_tb(error.__traceback__))
             )
             reason = f"internal error ({type(error).__name__}); the log has the details"
-            self._hold(order_id, attempt_id, AttemptOutcome.FAILED, step, reason, error)
-            return None
-        return self._record_success(order_id, attempt_id, step, result)
+            return _Failure(AttemptOutcome.FAILED, reason, error)
 
-    def _record_success(
-        self, order_id: int, attempt_id: int, step: Step, result: StepResult
-    ) -> _Prepared | None:
-        """Record a finished step and, in the same commit, start the next one if it is due."""
-        now = self.clock()
+    def _record_result(
+        self,
+        session: Session,
+        order: Order,
+        prepared: _Prepared,
+        result: StepResult,
+        now: datetime,
+        run: _OrderRun,
+    ) -> None:
+        """Record a finished step; an e-mail it queues is leased to this worker, to send next."""
         outcome = lifecycle.StepOutcome(
             result.detail,
             result.changes,
@@ -517,92 +568,111 @@ class Worker:
             result.notify,
             result.notify_context,
         )
-        with self.runtime.store.write() as session:
-            order = queries.owned_order(session, order_id, self.name)
-            lifecycle.record_step(session, order, attempt_id, step, outcome, now)
-            order_ref, state = order.order_ref, order.state
-            # One commit instead of two per step; not when stopping, so no step starts then.
-            following = (
-                self._prepare_step(session, order, now)
-                if result.final_state is None and not self._stopping.is_set()
-                else None
-            )
-        log_event(
-            log,
-            "step.ok",
-            order=order_ref,
-            step=step.value,
-            customer_id=result.changes.get("customer_id"),
-            ticket_id=result.changes.get("ticket_id"),
-            state=state.value if result.final_state else None,
+        mail = lifecycle.record_step(
+            session, order, prepared.attempt_id, prepared.step, outcome, now
         )
-        if result.notify is not None:
-            self.wakeup.set()
-        return following
+        if result.final_state is not None:
+            run.gives_lease_back = True
+        if mail is not None:
+            if self._stopping.is_set():
+                run.wake = True
+            else:
+                notification_id = queries.lease_queued_notification(
+                    session, mail, self.name, now + self.lease
+                )
+                job = mail_job(mail, order, self.runtime.settings.shadow_mode)
+                run.new_mail.append((notification_id, job))
+        run.logs.append(
+            (
+                "step.ok",
+                logging.INFO,
+                {
+                    "order": order.order_ref,
+                    "step": prepared.step.value,
+                    "customer_id": result.changes.get("customer_id"),
+                    "ticket_id": result.changes.get("ticket_id"),
+                    "state": order.state.value if result.final_state else None,
+                },
+            )
+        )
 
-    def _hold(
+    def _record_failure(
         self,
-        order_id: int,
-        attempt_id: int,
-        outcome: AttemptOutcome,
-        step: Step,
-        reason: str,
-        error: BaseException,
+        session: Session,
+        order: Order,
+        prepared: _Prepared,
+        failure: _Failure,
+        now: datetime,
+        run: _OrderRun,
     ) -> None:
-        now = self.clock()
+        """A step that did not finish: the order retries later, or waits for a person."""
+        step, attempt_id, error = prepared.step, prepared.attempt_id, failure.error
+        run.gives_lease_back = True  # both give the lease back in this commit
+        if isinstance(error, RetryableError):
+            gave_up = lifecycle.schedule_retry(
+                session, order, attempt_id, step, error, now, self.retry, self.rng
+            )
+            run.logs.append(
+                (
+                    "order.gave_up" if gave_up else "step.retry",
+                    logging.WARNING,
+                    {
+                        "order": order.order_ref,
+                        "step": step.value,
+                        "attempt": order.step_attempts,
+                        "error": type(error).__name__,
+                        "may_have_applied": error.may_have_applied,
+                    },
+                )
+            )
+            return
+        assert failure.outcome is not None
         history: str | None = None
         former: lifecycle.FormerCustomer | None = None
         if isinstance(error, FormerCustomerAtSite):
             # The question a person answers with actions.decide_site.
             history = error.history
             former = lifecycle.FormerCustomer(error.customer_id, error.name, error.status)
-        with self.runtime.store.write() as session:
-            order = queries.owned_order(session, order_id, self.name)
-            lifecycle.hold_for_person(
-                session,
-                order,
-                attempt_id,
-                step,
-                outcome,
-                reason,
-                now,
-                cause=error,
-                history=history,
-                former=former,
-            )
-            order_ref = order.order_ref
-        log_event(
-            log,
-            "order.waiting",
-            logging.WARNING,
-            order=order_ref,
-            step=step.value,
-            outcome=outcome.value,
-            error=type(error).__name__,
-            code=getattr(error, "code", None),
+        lifecycle.hold_for_person(
+            session,
+            order,
+            attempt_id,
+            step,
+            failure.outcome,
+            failure.reason,
+            now,
+            cause=error,
+            history=history,
+            former=former,
         )
-        self.wakeup.set()
+        run.wake = True
+        run.logs.append(
+            (
+                "order.waiting",
+                logging.WARNING,
+                {
+                    "order": order.order_ref,
+                    "step": step.value,
+                    "outcome": failure.outcome.value,
+                    "error": type(error).__name__,
+                    "code": getattr(error, "code", None),
+                },
+            )
+        )
 
-    def _schedule_retry(
-        self, order_id: int, attempt_id: int, step: Step, error: RetryableError
-    ) -> None:
-        now = self.clock()
-        with self.runtime.store.write() as session:
-            order = queries.owned_order(session, order_id, self.name)
-            gave_up = lifecycle.schedule_retry(
-                session, order, attempt_id, step, error, now, self.retry, self.rng
-            )
-            order_ref, attempt_number = order.order_ref, order.step_attempts
-        log_event(
-            log,
-            "order.gave_up" if gave_up else "step.retry",
-            logging.WARNING,
-            order=order_ref,
-            step=step.value,
-            attempt=attempt_number,
-            error=type(error).__name__,
-            may_have_applied=error.may_have_applied,
-        )
+    def _send_own_mail(self, order_id: int, mail: list[tuple[int, MailJob]]) -> None:
+        """Send the e-mails the order's commits leased to this worker, in its slot."""
+        ids = [notification_id for notification_id, _ in mail]
+        with self._lock:
+            # The order's lease went back; its e-mail takes its place in hand (the heartbeat).
+            self._orders_in_hand.discard(order_id)
+            self._notifications_in_hand.update(ids)
+        try:
+            for notification_id, job in mail:
+                self._work_on_notification(notification_id, job)
+        finally:
+            with self._lock:
+                self._notifications_in_hand.difference_update(ids)
 
     # Routed messages' actions ------------------------------------------------------------------
 
@@ -656,9 +726,9 @@ class Worker:
 
     # Notifications -----------------------------------------------------------------------------
 
-    def _work_on_notification(self, notification_id: int) -> None:
+    def _work_on_notification(self, notification_id: int, job: MailJob | None = None) -> None:
         try:
-            self.outbox.deliver(notification_id)
+            self.outbox.deliver(notification_id, job)
         except queries.LeaseLost:
             log_event(log, "mail.lease_lost", logging.WARNING, notification_id=notification_id)
         except Exception as error:  # catch-all for e-mail: never lose it; try again later
@@ -687,6 +757,41 @@ class _Prepared:
     attempt_id: int
     attempt_number: int
     order_ref: str
+
+    def fields(self) -> dict[str, object]:
+        return {"order": self.order_ref, "step": self.step.value, "attempt": self.attempt_number}
+
+
+@dataclass(frozen=True)
+class _Failure:
+    """A step that did not finish: the attempt's outcome (None: retry later), why, and the error."""
+
+    outcome: AttemptOutcome | None
+    reason: str
+    error: BaseException
+
+
+@dataclass
+class _OrderRun:
+    """What one turn of work on an order has committed so far, and what its open transaction
+    will have done once it commits (nothing of that counts if the commit fails)."""
+
+    lease_given_back: bool = False  # a commit gave the order's lease back (it ended or waits)
+    mail: list[tuple[int, MailJob]] = field(default_factory=list)  # e-mails leased to us
+    wake: bool = False  # an e-mail was queued for the outbox's next claim
+    # The open transaction's part:
+    gives_lease_back: bool = False
+    new_mail: list[tuple[int, MailJob]] = field(default_factory=list)
+    logs: list[tuple[str, int, dict[str, object]]] = field(default_factory=list)
+
+    def committed(self) -> None:
+        """The open transaction committed: take its part, and log its events (never before)."""
+        self.lease_given_back = self.lease_given_back or self.gives_lease_back
+        self.mail += self.new_mail
+        self.new_mail.clear()
+        for event, level, fields in self.logs:
+            log_event(log, event, level, **fields)
+        self.logs.clear()
 
 
 def _order_view(order: Order, earlier_attempts: int, maybe_applied: bool) -> OrderView:

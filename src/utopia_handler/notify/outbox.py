@@ -10,9 +10,9 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from utopia_handler.clients.errors import OutsideError, RejectedError, RetryableError
 from utopia_handler.clients.utopia import Contract
@@ -20,7 +20,12 @@ from utopia_handler.lifecycle import RetryPolicy
 from utopia_handler.logs import log_event
 from utopia_handler.notify.messages import Attachment, OrderFacts, compose
 from utopia_handler.store import queries
-from utopia_handler.store.models import NotificationKind, NotificationState, Order
+from utopia_handler.store.models import (
+    Notification,
+    NotificationKind,
+    NotificationState,
+    Order,
+)
 
 if TYPE_CHECKING:
     from utopia_handler.runtime import Runtime
@@ -48,19 +53,22 @@ class Outbox:
         self.retry = retry
         self.rng = rng
 
-    def deliver(self, notification_id: int) -> None:
-        """Send one claimed e-mail and record how it went; a fault outside is retried later."""
+    def deliver(self, notification_id: int, job: MailJob | None = None) -> None:
+        """Send one claimed e-mail and record how it went; a fault outside is retried later.
+
+        `job`: the e-mail as read in the transaction that leased it, so it is not read again.
+        """
         runtime = self.runtime
-        with runtime.store.write() as session:
-            row = queries.owned_notification(session, notification_id, self.owner)
-            if row.state != NotificationState.PENDING:
-                return
-            kind, context, message_id = row.kind, dict(row.context), row.message_id
-            order = session.get(Order, row.order_id) if row.order_id is not None else None
-            facts = order_facts(order) if order is not None else None
-            shadow = order.shadow if order is not None else runtime.settings.shadow_mode
+        if job is None:
+            with runtime.store.write() as session:
+                row = queries.owned_notification(session, notification_id, self.owner)
+                if row.state != NotificationState.PENDING:
+                    return
+                order = session.get(Order, row.order_id) if row.order_id is not None else None
+                job = mail_job(row, order, runtime.settings.shadow_mode)
+        kind, context, message_id, facts = job.kind, job.context, job.message_id, job.facts
         mail = runtime.settings.mail
-        if shadow:
+        if job.shadow:
             # Shadow mode: staff see nothing, unless they named addresses for the trial.
             mail = replace(mail, recipients=runtime.settings.shadow_email_recipients)
             if not mail.recipients:
@@ -69,7 +77,7 @@ class Outbox:
                 return
         attachment, note = self._contract_attachment(kind, facts)
         rendered = runtime.emails.render(kind, facts, context, note)
-        if shadow:
+        if job.shadow:
             rendered = replace(rendered, subject=f"{SHADOW_SUBJECT_PREFIX}{rendered.subject}")
         message = compose(rendered, mail, message_id, attachment)
         try:
@@ -157,6 +165,28 @@ class Outbox:
                 notification_id=notification_id,
                 error=type(error).__name__,
             )
+
+
+@dataclass(frozen=True)
+class MailJob:
+    """A claimed e-mail as stored: what sending it needs."""
+
+    kind: NotificationKind
+    context: dict[str, Any]
+    message_id: str
+    facts: OrderFacts | None
+    shadow: bool
+
+
+def mail_job(row: Notification, order: Order | None, shadow_mode: bool) -> MailJob:
+    """The e-mail `row` (about `order`, if any) ready to send; `shadow_mode`: the worker's."""
+    return MailJob(
+        row.kind,
+        dict(row.context),
+        row.message_id,
+        order_facts(order) if order is not None else None,
+        order.shadow if order is not None else shadow_mode,
+    )
 
 
 def order_facts(order: Order) -> OrderFacts:

@@ -13,7 +13,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any
 
 from sqlalchemy import (
     JSON,
@@ -630,28 +630,25 @@ def finish_attempt(
     ids: dict[str, Any] | None = None,
 ) -> None:
     """Record how an attempt ended."""
-    attempt = _finish(session, StepAttempt, attempt_id, outcome, detail, now)
-    if attempt is not None:
-        attempt.ids = ids or None
-
-
-_Attempt = TypeVar("_Attempt", StepAttempt, MessageActionAttempt, SubscriberActionAttempt)
+    _finish(session, StepAttempt, attempt_id, outcome, detail, now, {"ids": ids} if ids else {})
 
 
 def _finish(
     session: Session,
-    model: type[_Attempt],
+    model: type[StepAttempt] | type[MessageActionAttempt] | type[SubscriberActionAttempt],
     attempt_id: int,
     outcome: AttemptOutcome,
     detail: str,
     now: datetime,
-) -> _Attempt | None:
-    attempt = session.get(model, attempt_id)
-    if attempt is not None:
-        attempt.outcome = outcome
-        attempt.detail = detail[:2000]
-        attempt.finished_at = now
-    return attempt
+    more: dict[str, Any] | None = None,
+) -> None:
+    # One UPDATE, without loading the row first (an attempt loaded in this session is updated
+    # in memory too).
+    session.execute(
+        update(model)
+        .where(model.id == attempt_id)
+        .values(outcome=outcome, detail=detail[:2000], finished_at=now, **(more or {}))
+    )
 
 
 # Routed messages' attempts ------------------------------------------------------------------------
@@ -716,7 +713,7 @@ def enqueue_notification(
     kind: NotificationKind,
     context: dict[str, Any],
     now: datetime,
-) -> None:
+) -> Notification:
     """Queue one staff e-mail about an order, with a Message-ID stable for this order and kind."""
     earlier = session.scalar(
         select(func.count())
@@ -724,18 +721,30 @@ def enqueue_notification(
         .where(Notification.order_id == order.id, Notification.kind == kind)
     )
     sequence = f".{earlier}" if earlier else ""
-    session.add(
-        Notification(
-            order_id=order.id,
-            kind=kind,
-            message_id=f"{kind.value}.{order.order_ref}{sequence}",
-            context=context,
-            state=NotificationState.PENDING,
-            created_at=now,
-            next_attempt_at=now,
-            attempts=0,
-        )
+    row = Notification(
+        order_id=order.id,
+        kind=kind,
+        message_id=f"{kind.value}.{order.order_ref}{sequence}",
+        context=context,
+        state=NotificationState.PENDING,
+        created_at=now,
+        next_attempt_at=now,
+        attempts=0,
     )
+    session.add(row)
+    return row
+
+
+def lease_queued_notification(
+    session: Session, row: Notification, owner: str, until: datetime
+) -> int:
+    """Lease an e-mail queued in this transaction to the worker that queued it; its id.
+
+    That worker sends it right after the commit, instead of leaving it for the next claim."""
+    row.lease_owner = owner
+    row.lease_expires_at = until
+    session.flush()
+    return row.id
 
 
 def enqueue_staff_notification(
