@@ -127,9 +127,16 @@ def following_step(step: Step) -> Step:
 # Leases ------------------------------------------------------------------------------------------
 
 
-def is_leased(order: Order, now: datetime) -> bool:
-    """Whether a worker holds the order right now."""
-    return bool(order.lease_owner and order.lease_expires_at and order.lease_expires_at > now)
+def is_leased(row: Order | queries.AnyAction, now: datetime) -> bool:
+    """Whether a worker holds the order (or durable action) right now."""
+    return bool(row.lease_owner and row.lease_expires_at and row.lease_expires_at > now)
+
+
+def _refuse_if_leased(order: Order, now: datetime) -> None:
+    if is_leased(order, now):
+        raise ActionRefused(
+            f"order {order.order_ref} is being worked on right now; try again shortly"
+        )
 
 
 def release_lease(order: Order) -> None:
@@ -239,19 +246,8 @@ def provision_recorded(order: Order, now: datetime, *, shadow: bool = False) -> 
     order.updated_at = now
 
 
-def provision_for_real(order: Order, now: datetime) -> None:
-    """An order worked on in shadow mode runs again from the start with real writes.
-
-    What shadow mode made up (customer and ticket ids, services, tags) goes; the contract is read
-    again. Only a worker outside shadow mode takes it up.
-    """
-    if not order.shadow:
-        raise ActionRefused(f"order {order.order_ref} was not worked on in shadow mode")
-    if is_leased(order, now):
-        raise ActionRefused(
-            f"order {order.order_ref} is being worked on right now; try again shortly"
-        )
-    order.shadow = False
+def _forget_found(order: Order) -> None:
+    """Drop what an earlier run found or made (customer, services, ticket, tags, site)."""
     order.customer_id = None
     order.customer_created = False
     order.services_added = None
@@ -261,6 +257,19 @@ def provision_for_real(order: Order, now: datetime) -> None:
     order.former_customer_name = None
     order.former_customer_status = None
     order.site_decision = None
+
+
+def provision_for_real(order: Order, now: datetime) -> None:
+    """An order worked on in shadow mode runs again from the start with real writes.
+
+    What shadow mode made up (customer and ticket ids, services, tags) goes; the contract is read
+    again. Only a worker outside shadow mode takes it up.
+    """
+    if not order.shadow:
+        raise ActionRefused(f"order {order.order_ref} was not worked on in shadow mode")
+    _refuse_if_leased(order, now)
+    order.shadow = False
+    _forget_found(order)
     start_new_run(order, Step.LOOKUP_CONTRACT, now)
 
 
@@ -416,10 +425,7 @@ def start_new_run(order: Order, step: Step, now: datetime) -> None:
 
 def check_open(order: Order, now: datetime, verb: str) -> None:
     """Refuse a person's action on an order a worker holds or that has ended."""
-    if is_leased(order, now):
-        raise ActionRefused(
-            f"order {order.order_ref} is being worked on right now; try again shortly"
-        )
+    _refuse_if_leased(order, now)
     if order.state not in OPEN_STATES:
         raise ActionRefused(
             f"order {order.order_ref} is {order.state.value} already; only an order in progress "
@@ -469,10 +475,7 @@ def waits_for_site_decision(order: Order) -> bool:
 
 def decide_site(order: Order, decision: SiteDecision, now: datetime) -> None:
     """Record who lives at the order's site and queue it again at find_customer."""
-    if is_leased(order, now):
-        raise ActionRefused(
-            f"order {order.order_ref} is being worked on right now; try again shortly"
-        )
+    _refuse_if_leased(order, now)
     if not waits_for_site_decision(order):
         raise ActionRefused(
             f"order {order.order_ref} is not waiting for a decision about a former customer at "
@@ -499,10 +502,7 @@ def restart_with_contract(
     an earlier run found goes: the corrections may change the person or the site.
     """
     if not first_run:
-        if is_leased(order, now):
-            raise ActionRefused(
-                f"order {order.order_ref} is being worked on right now; try again shortly"
-            )
+        _refuse_if_leased(order, now)
         if order.state == OrderState.DONE:
             raise ActionRefused(
                 f"order {order.order_ref} is done already; nothing is left to provision"
@@ -517,15 +517,7 @@ def restart_with_contract(
     order.site_id = site_id
     order.customer_name = customer_name
     order.plans = plans
-    order.customer_id = None
-    order.customer_created = False
-    order.services_added = None
-    order.ticket_id = None
-    order.tags_added = None
-    order.former_customer_id = None
-    order.former_customer_name = None
-    order.former_customer_status = None
-    order.site_decision = None
+    _forget_found(order)
     if first_run:
         order.run = 1
         order.state = OrderState.RECEIVED
@@ -575,7 +567,18 @@ def start_action_attempt(
     return queries.add_action_attempt(session, action, owner, now).id
 
 
-def _release_action(action: queries.AnyAction) -> None:
+def _end_attempt(
+    session: Session,
+    action: queries.AnyAction,
+    attempt_id: int,
+    outcome: AttemptOutcome,
+    detail: str,
+    now: datetime,
+) -> None:
+    """Close the attempt row and let go of the action, which shows `detail` as its last word."""
+    queries.finish_action_attempt(session, action, attempt_id, outcome, detail, now)
+    action.detail = detail
+    action.updated_at = now
     action.lease_owner = None
     action.lease_expires_at = None
 
@@ -590,13 +593,10 @@ def action_done(
     ticket_id: str | None = None,
 ) -> None:
     """The action did what it was routed to do (or found it done): it is finished."""
-    queries.finish_action_attempt(session, action, attempt_id, AttemptOutcome.OK, detail, now)
+    _end_attempt(session, action, attempt_id, AttemptOutcome.OK, detail, now)
     action.state = MessageActionState.DONE
-    action.detail = detail
     action.ticket_id = ticket_id or action.ticket_id
     action.retrying_since = None
-    action.updated_at = now
-    _release_action(action)
 
 
 def action_waits(
@@ -609,12 +609,9 @@ def action_waits(
     now: datetime,
 ) -> None:
     """The action waits for a person, with `reason`; staff get one e-mail about it."""
-    queries.finish_action_attempt(session, action, attempt_id, attempt_outcome, reason, now)
+    _end_attempt(session, action, attempt_id, attempt_outcome, reason, now)
     action.state = MessageActionState.WAITING
-    action.detail = reason
     action.retrying_since = None
-    action.updated_at = now
-    _release_action(action)
     kind, context = _action_mail(action, waiting=reason)
     queries.enqueue_notification(session, order, kind, context, now)
 
@@ -640,15 +637,13 @@ def action_retry(
         reason = f"still not done after {hours:g} h of retries: {detail}"
         action_waits(session, order, action, attempt_id, outcome, reason, now)
         return True
-    queries.finish_action_attempt(session, action, attempt_id, outcome, detail, now)
+    _end_attempt(session, action, attempt_id, outcome, detail, now)
     delay = policy.delay(action.attempts, retry_after, rng)
     action.next_attempt_at = now + timedelta(seconds=delay)
     action.detail = (
         f"{detail}; attempt {action.attempts}, next at "
         f"{action.next_attempt_at:%Y-%m-%d %H:%M:%S} UTC"
     )
-    action.updated_at = now
-    _release_action(action)
     return False
 
 
@@ -661,11 +656,8 @@ def action_later(
     now: datetime,
 ) -> None:
     """Nothing went wrong, but the action cannot run yet (its order is being worked on)."""
-    queries.finish_action_attempt(session, action, attempt_id, AttemptOutcome.RETRY, detail, now)
+    _end_attempt(session, action, attempt_id, AttemptOutcome.RETRY, detail, now)
     action.next_attempt_at = at
-    action.detail = detail
-    action.updated_at = now
-    _release_action(action)
 
 
 def hold_for_message(
@@ -702,10 +694,14 @@ def hold_for_message(
     return note
 
 
+def _refuse_if_action_leased(action: queries.AnyAction, now: datetime) -> None:
+    if is_leased(action, now):
+        raise ActionRefused("the action is being worked on right now; try again shortly")
+
+
 def retry_action(action: queries.AnyAction, now: datetime) -> None:
     """A person queues the action again as a new run: they have taken earlier doubts on."""
-    if action.lease_owner and action.lease_expires_at and action.lease_expires_at > now:
-        raise ActionRefused("the action is being worked on right now; try again shortly")
+    _refuse_if_action_leased(action, now)
     if action.state == MessageActionState.DONE:
         raise ActionRefused("the action is done already")
     action.run += 1
@@ -719,8 +715,7 @@ def retry_action(action: queries.AnyAction, now: datetime) -> None:
 
 def close_action(action: queries.AnyAction, note: str, actor: str, now: datetime) -> None:
     """A person closes the action: done by hand, or nothing is to be done; with their note."""
-    if action.lease_owner and action.lease_expires_at and action.lease_expires_at > now:
-        raise ActionRefused("the action is being worked on right now; try again shortly")
+    _refuse_if_action_leased(action, now)
     if action.state in (MessageActionState.DONE, MessageActionState.CLOSED):
         raise ActionRefused(f"the action is {action.state.value} already")
     action.state = MessageActionState.CLOSED

@@ -27,6 +27,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
+from sqlalchemy.orm import Session
+
 from utopia_handler import lifecycle
 from utopia_handler.addresses import state_code, street_with_unit
 from utopia_handler.clients.errors import RejectedError, RetryableError
@@ -168,6 +170,112 @@ def ticket_variables(view: ActionView, customer_id: int) -> dict[str, Any]:
     return variables
 
 
+# Shared with subscriber actions (subscriber_work.py) ----------------------------------------------
+
+
+def open_attempt(
+    session: Session, action: queries.AnyAction, owner: str, now: datetime
+) -> tuple[Order, int, bool]:
+    """Write the attempt row of a claimed, due action: its order, the attempt's id, and whether
+    an earlier attempt of this run may have applied."""
+    _, maybe_applied = queries.earlier_action_attempts(session, action)
+    attempt_id = lifecycle.start_action_attempt(session, action, owner, now)
+    order = session.get(Order, action.order_id)
+    assert order is not None  # the action is removed with its order
+    return order, attempt_id, maybe_applied
+
+
+def refuse_repeat_ticket(maybe_applied: bool, customer_id: int) -> None:
+    """PowerCode cannot list a customer's tickets: after a request that may have reached it,
+    a person checks (NeedsPerson) rather than a second ticket being opened."""
+    if maybe_applied:
+        raise NeedsPerson(
+            f"an earlier ticket request for customer #{customer_id} got no reply, so the "
+            "ticket may exist: check the customer's tickets in PowerCode, then retry this "
+            "action to open one, or close it"
+        )
+
+
+def open_ticket(
+    powercode: PowerCodeClient,
+    settings: TicketSettings,
+    customer_id: int,
+    summary: str,
+    description_html: str,
+) -> ActionResult:
+    """Open a ticket on the customer, filed as the ticket settings say."""
+    ticket_id = powercode.create_ticket(
+        NewTicket(
+            customer_id=customer_id,
+            summary=summary,
+            description_html=description_html,
+            category=settings.category,
+            ticket_type=settings.ticket_type,
+            status=settings.status,
+            responsible_user=settings.responsible_user,
+            responsible_group=settings.responsible_group,
+            customer_viewable=settings.customer_viewable,
+        )
+    )
+    return ActionResult(
+        "done", f"ticket {ticket_id} opened on customer #{customer_id}", ticket_id=ticket_id
+    )
+
+
+def setback(error: NeedsPerson | RejectedError | RetryableError, where: str = "") -> ActionResult:
+    """What a known fault makes of an attempt: a fault outside is retried; a refusal or one of
+    our own rules waits for a person. `where` leads the retry's detail."""
+    if isinstance(error, RetryableError):
+        return ActionResult(
+            "retry",
+            f"{where}a fault outside ({error})",
+            uncertain=error.may_have_applied,
+            retry_after=error.retry_after,
+        )
+    if isinstance(error, RejectedError):
+        return ActionResult("waits", str(error), AttemptOutcome.REJECTED)
+    return ActionResult("waits", str(error), AttemptOutcome.HELD)
+
+
+def crashed_result(error: BaseException) -> ActionResult:
+    """What a catch-all records for an unexpected error: a person looks."""
+    reason = f"internal error ({type(error).__name__}); the log has the details"
+    return ActionResult("waits", reason, AttemptOutcome.FAILED)
+
+
+def record_setback(
+    session: Session,
+    order: Order,
+    action: queries.AnyAction,
+    attempt_id: int,
+    result: ActionResult,
+    now: datetime,
+    retry: lifecycle.RetryPolicy,
+    rng: random.Random,
+    *,
+    where: str = "",
+) -> Literal["waiting", "retry"]:
+    """Record a result that is not `done`: the action waits for a person (`where` leads the
+    reason), or is tried again later, or waits once past the retry deadline. Which of the two."""
+    if result.kind == "waits":
+        outcome, reason = result.outcome, f"{where}{result.detail}"
+        lifecycle.action_waits(session, order, action, attempt_id, outcome, reason, now)
+        return "waiting"
+    gave_up = lifecycle.action_retry(
+        session,
+        order,
+        action,
+        attempt_id,
+        result.detail,
+        now,
+        retry,
+        rng,
+        uncertain=result.uncertain,
+        retry_after=result.retry_after,
+    )
+    return "waiting" if gave_up else "retry"
+
+
 class MessageActionRunner:
     """Runs claimed actions for one worker (its lease name, clock and retry policy)."""
 
@@ -199,10 +307,7 @@ class MessageActionRunner:
             action = queries.owned_message_action(session, action_id, self.owner)
             if action.state != MessageActionState.PENDING or action.next_attempt_at > now:
                 return None
-            _, maybe_applied = queries.earlier_action_attempts(session, action)
-            attempt_id = lifecycle.start_action_attempt(session, action, self.owner, now)
-            order = session.get(Order, action.order_id)
-            assert order is not None  # the action is removed with its order
+            order, attempt_id, maybe_applied = open_attempt(session, action, self.owner, now)
             return ActionView(
                 action_id=action.id,
                 order_id=order.id,
@@ -239,24 +344,14 @@ class MessageActionRunner:
             if view.kind == MessageActionKind.TICKET:
                 return self._open_ticket(view)
             return self._add_note(view)
-        except NeedsPerson as waits:
-            return ActionResult("waits", str(waits), AttemptOutcome.HELD)
         except _NoCustomerYet as later:
             return ActionResult("retry", str(later))
-        except RejectedError as error:
-            return ActionResult("waits", str(error), AttemptOutcome.REJECTED)
-        except RetryableError as error:
-            return ActionResult(
-                "retry",
-                f"a fault outside ({error})",
-                uncertain=error.may_have_applied,
-                retry_after=error.retry_after,
-            )
+        except (NeedsPerson, RejectedError, RetryableError) as error:
+            return setback(error)
 
     def crashed(self, error: BaseException) -> ActionResult:
         """What the worker's catch-all records for an unexpected error: a person looks."""
-        reason = f"internal error ({type(error).__name__}); the log has the details"
-        return ActionResult("waits", reason, AttemptOutcome.FAILED)
+        return crashed_result(error)
 
     def _customer(self, view: ActionView) -> int:
         if view.customer_id is not None:
@@ -274,32 +369,17 @@ class MessageActionRunner:
 
     def _open_ticket(self, view: ActionView) -> ActionResult:
         customer_id = self._customer(view)
-        if view.maybe_applied:
-            raise NeedsPerson(
-                f"an earlier ticket request for customer #{customer_id} got no reply, so the "
-                "ticket may exist: check the customer's tickets in PowerCode, then retry this "
-                "action to open one, or close it"
-            )
+        refuse_repeat_ticket(view.maybe_applied, customer_id)
         try:
             rendered = self.tickets.render(ticket_variables(view, customer_id))
         except TemplateProblem as problem:
             raise NeedsPerson(str(problem)) from None
-        ticket = self.ticket_settings
-        ticket_id = self.powercode.create_ticket(
-            NewTicket(
-                customer_id=customer_id,
-                summary=rendered.summary,
-                description_html=rendered.description_html,
-                category=ticket.category,
-                ticket_type=ticket.ticket_type,
-                status=ticket.status,
-                responsible_user=ticket.responsible_user,
-                responsible_group=ticket.responsible_group,
-                customer_viewable=ticket.customer_viewable,
-            )
-        )
-        return ActionResult(
-            "done", f"ticket {ticket_id} opened on customer #{customer_id}", ticket_id=ticket_id
+        return open_ticket(
+            self.powercode,
+            self.ticket_settings,
+            customer_id,
+            rendered.summary,
+            rendered.description_html,
         )
 
     def _add_note(self, view: ActionView) -> ActionResult:
@@ -338,25 +418,10 @@ class MessageActionRunner:
                 lifecycle.action_done(
                     session, action, attempt_id, result.detail, now, ticket_id=result.ticket_id
                 )
-            elif result.kind == "waits":
-                state = "waiting"
-                lifecycle.action_waits(
-                    session, order, action, attempt_id, result.outcome, result.detail, now
-                )
             else:
-                gave_up = lifecycle.action_retry(
-                    session,
-                    order,
-                    action,
-                    attempt_id,
-                    result.detail,
-                    now,
-                    self.retry,
-                    self.rng,
-                    uncertain=result.uncertain,
-                    retry_after=result.retry_after,
+                state = record_setback(
+                    session, order, action, attempt_id, result, now, self.retry, self.rng
                 )
-                state = "waiting" if gave_up else "retry"
             order_ref = order.order_ref
         log_event(
             log,

@@ -32,11 +32,21 @@ from sqlalchemy.orm import Session
 
 from utopia_handler import audit, lifecycle
 from utopia_handler.clients.errors import RejectedError, RetryableError
-from utopia_handler.clients.powercode import NewTicket, PowerCodeClient
+from utopia_handler.clients.powercode import PowerCodeClient
 from utopia_handler.clients.utopia import UtopiaClient
 from utopia_handler.clients.utopia_site import SiteService
 from utopia_handler.logs import log_event
-from utopia_handler.message_actions import ActionResult, NeedsPerson, add_note_line
+from utopia_handler.message_actions import (
+    ActionResult,
+    NeedsPerson,
+    add_note_line,
+    crashed_result,
+    open_attempt,
+    open_ticket,
+    record_setback,
+    refuse_repeat_ticket,
+    setback,
+)
 from utopia_handler.settings import TicketSettings
 from utopia_handler.shadow import WorkContext, working_on
 from utopia_handler.store import queries
@@ -218,8 +228,7 @@ class SubscriberActionRunner:
                         "traceback (frames only):\n%s",
                         "".join(traceback.format_tb(error.__traceback__)),
                     )
-                    reason = f"internal error ({type(error).__name__}); the log has the details"
-                    result = ActionResult("waits", reason, AttemptOutcome.FAILED)
+                    result = crashed_result(error)
                 if not self.record(view, result):
                     return
         except queries.LeaseLost:
@@ -245,10 +254,7 @@ class SubscriberActionRunner:
             ):
                 return None
             action.lease_expires_at = now + self.lease  # each step renews the lease
-            _, maybe_applied = queries.earlier_action_attempts(session, action)
-            attempt_id = lifecycle.start_action_attempt(session, action, self.owner, now)
-            order = session.get(Order, action.order_id)
-            assert order is not None  # the action is removed with its order
+            order, attempt_id, maybe_applied = open_attempt(session, action, self.owner, now)
             return StepView(
                 action_id=action.id,
                 order_id=order.id,
@@ -284,19 +290,10 @@ class SubscriberActionRunner:
             if name.startswith("utopia_"):
                 return ActionResult("done", self._utopia(view))
             return self._powercode(view)
-        except NeedsPerson as waits:
-            return ActionResult("waits", str(waits), AttemptOutcome.HELD)
-        except RejectedError as error:
-            return ActionResult("waits", str(error), AttemptOutcome.REJECTED)
         except ValueError as error:
             return ActionResult("waits", str(error), AttemptOutcome.HELD)
-        except RetryableError as error:
-            return ActionResult(
-                "retry",
-                f"{view.step['name']}: a fault outside ({error})",
-                uncertain=error.may_have_applied,
-                retry_after=error.retry_after,
-            )
+        except (NeedsPerson, RejectedError, RetryableError) as error:
+            return setback(error, f"{view.step['name']}: ")
 
     def _utopia(self, view: StepView) -> str:
         name = view.step["name"]
@@ -342,28 +339,13 @@ class SubscriberActionRunner:
                 "done", f"service {service_id} added to customer #{customer_id} (replaces the old)"
             )
         # pc_ticket: PowerCode cannot list a customer's tickets, so no read-back.
-        if view.maybe_applied:
-            raise NeedsPerson(
-                f"an earlier ticket request for customer #{customer_id} got no reply, so the "
-                "ticket may exist: check the customer's tickets in PowerCode, then retry this "
-                "action to open one, or close it"
-            )
-        ticket = self.ticket_settings
-        ticket_id = self.powercode.create_ticket(
-            NewTicket(
-                customer_id=customer_id,
-                summary=view.step["summary"],
-                description_html=view.step["description"],
-                category=ticket.category,
-                ticket_type=ticket.ticket_type,
-                status=ticket.status,
-                responsible_user=ticket.responsible_user,
-                responsible_group=ticket.responsible_group,
-                customer_viewable=ticket.customer_viewable,
-            )
-        )
-        return ActionResult(
-            "done", f"ticket {ticket_id} opened on customer #{customer_id}", ticket_id=ticket_id
+        refuse_repeat_ticket(view.maybe_applied, customer_id)
+        return open_ticket(
+            self.powercode,
+            self.ticket_settings,
+            customer_id,
+            view.step["summary"],
+            view.step["description"],
         )
 
     # 3 -----------------------------------------------------------------------------------------
@@ -384,31 +366,18 @@ class SubscriberActionRunner:
                 )
                 go_on = not finished
                 state = "done" if finished else "step_done"
-            elif result.kind == "waits":
-                state = "waiting"
-                lifecycle.action_waits(
-                    session,
-                    order,
-                    action,
-                    view.attempt_id,
-                    result.outcome,
-                    f"{step}: {result.detail}",
-                    now,
-                )
             else:
-                gave_up = lifecycle.action_retry(
+                state = record_setback(
                     session,
                     order,
                     action,
                     view.attempt_id,
-                    result.detail,
+                    result,
                     now,
                     self.retry,
                     self.rng,
-                    uncertain=result.uncertain,
-                    retry_after=result.retry_after,
+                    where=f"{step}: ",
                 )
-                state = "waiting" if gave_up else "retry"
             audit.record(
                 session,
                 WORKER_ACTOR,
