@@ -85,3 +85,18 @@ def test_a_killed_serve_takes_its_worker_child_along(
     serve.kill()
     # No worker left behind holding leases: the next serve's worker takes its work over at once.
     wait_for(lambda: not alive(child), timeout=10)
+
+
+def test_the_worker_child_follows_the_log_file_serve_rotates(
+    base_env: dict[str, str], tmp_path: Path
+) -> None:
+    log_file = tmp_path / "data" / "api_class.log"  # LOG_FILE's default in DATA_DIR
+    env = command_env(base_env, FLASK_PORT=str(free_port()))
+    serve = Serve(env, tmp_path)
+    wait_for(lambda: log_file.exists() and "worker.started" in log_file.read_text())
+    # What serve's own rotation does when the file is full: move it aside, then write anew.
+    rotated = log_file.rename(log_file.with_name("api_class.log.1"))
+    assert serve.terminate() == 0
+    # The child appended to the file at the path, not to the one moved aside under it.
+    assert "worker.stopped" in log_file.read_text()
+    assert "worker.stopped" not in rotated.read_text()

@@ -17,8 +17,15 @@ _FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
 _HANDLER_MARK = "_utopia_handler_handler"
 
 
-def setup_logging(log_file: Path | None, level: str = "INFO", *, to_stdout: bool = True) -> None:
-    """Log to stdout and, when a path is given, to a rotating file (10 MB x 5)."""
+def setup_logging(
+    log_file: Path | None, level: str = "INFO", *, to_stdout: bool = True, rotate: bool = True
+) -> None:
+    """Log to stdout and, when a path is given, to a rotating file (10 MB x 5).
+
+    `rotate=False` is for a second process writing the same file (`serve`'s worker child): it
+    appends and follows the file when the rotating process moves it, instead of rotating too,
+    which would rename the file under the other process and lose lines.
+    """
     root = logging.getLogger(LOGGER_NAME)
     root.setLevel(level)
     for handler in list(root.handlers):
@@ -33,6 +40,8 @@ def setup_logging(log_file: Path | None, level: str = "INFO", *, to_stdout: bool
             logging.handlers.RotatingFileHandler(
                 log_file, maxBytes=10_000_000, backupCount=5, encoding="utf-8"
             )
+            if rotate
+            else logging.handlers.WatchedFileHandler(log_file, encoding="utf-8")
         )
     for handler in handlers:
         handler.setFormatter(formatter)

@@ -164,7 +164,8 @@ def main(argv: list[str]) -> None:
     from utopia_handler.runtime import build_runtime
     from utopia_handler.worker import Worker
 
-    setup_logging(settings.log_file, settings.log_level)
+    # serve's own process rotates the file; the child only appends and follows it.
+    setup_logging(settings.log_file, settings.log_level, rotate=False)
     runtime = build_runtime(settings)
     stop = threading.Event()
     faulthandler.register(signal.SIGUSR1, all_threads=True)
