@@ -241,7 +241,14 @@ def copy_database(source_url: str, target_url: str) -> CopyReport:
                 "run `utopia-handler db upgrade` first"
             )
         target.migrate()
-        return _copy_tables(source, target)
+        report = _copy_tables(source, target)
+        if target.engine.dialect.name == "postgresql":
+            # Fresh statistics: without them the planner guesses at the copied tables' sizes
+            # and may read a whole table where an index would do, until autovacuum gets round.
+            with target.engine.connect() as connection:
+                connection.execute(text("ANALYZE"))
+                connection.commit()
+        return report
     finally:
         source.close()
         target.close()
