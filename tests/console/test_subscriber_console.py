@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from datetime import timedelta
 
 from flask.testing import FlaskClient
 from sqlalchemy import func, select
@@ -15,6 +16,7 @@ from utopia_handler.emulators import Emulators
 from utopia_handler.runtime import Runtime
 from utopia_handler.store.console_models import AuditEntry, Role
 from utopia_handler.store.models import MessageActionState, SubscriberAction
+from utopia_handler.timeutil import utcnow
 from utopia_handler.worker import Worker
 
 ORDER = "UIA202611-004217"  # site 204817, UTOPIA cid C204817
@@ -178,3 +180,40 @@ def test_the_speed_mapping_is_saved_in_versions_on_the_plans_page_and_used_by_th
         {"note": "upgrade", "service_id": "165", "step": "plan"},
     ).get_data(as_text=True)
     assert "/spquery/changespeed" in plan and ">2000<" in plan
+
+
+def test_an_action_a_worker_holds_shows_as_running_now(
+    console_runtime: Runtime,
+    worker: Worker,
+    emulators: Emulators,
+    client_as: Callable[[Role], FlaskClient],
+) -> None:
+    order_id = _order_id(console_runtime, worker)
+    operator = client_as(Role.OPERATOR)
+    path = f"/orders/{order_id}/subscriber/suspend"
+    shown = post_form(operator, path, {"note": "unpaid since May", "step": "plan"})
+    found = _SHOWN.search(shown.get_data(as_text=True))
+    assert found is not None
+    form = {"note": "unpaid since May", "step": "send", "shown": found.group(1)}
+    assert post_form(operator, path, form).status_code == 303
+    [action] = _actions(console_runtime)
+
+    def state_cell() -> str:
+        page = operator.get(f"/orders/{order_id}").get_data(as_text=True)
+        row = page.split(f'id="subscriber-action-{action.id}"', 1)[1].split("</tr>", 1)[0]
+        cell = re.search(r'data-label="State">([^<]*)<', row)
+        assert cell is not None
+        return cell.group(1)
+
+    assert state_cell() == "to do"
+    held_until = utcnow() + timedelta(seconds=60)
+    with console_runtime.store.write() as session:
+        row = session.get(SubscriberAction, action.id)
+        assert row is not None
+        row.lease_owner, row.lease_expires_at = "worker-a", held_until
+    assert state_cell() == "running now"
+    with console_runtime.store.write() as session:  # the worker died: its lease ran out
+        row = session.get(SubscriberAction, action.id)
+        assert row is not None
+        row.lease_expires_at = utcnow() - timedelta(seconds=1)
+    assert state_cell() == "to do"

@@ -351,6 +351,8 @@ def order_page(order_id: int) -> ResponseReturnValue:
         emails=emails,
         routed=routed,
         subscriber_actions=subscriber_actions,
+        # A pending action a worker holds is being sent right now, not waiting its turn.
+        running_actions={a.id for a in subscriber_actions if lifecycle.is_leased(a, now)},
         customer_link=(
             powercode.customer_link(order.customer_id)
             if order.customer_id and order.customer_id > 0 and powercode.web_url
