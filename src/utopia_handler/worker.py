@@ -329,18 +329,16 @@ class Worker:
             with self.runtime.store.write() as session:
                 now = self.clock()  # once the write lock is ours: a wait for it costs no lease
                 leases.record_alive(session, self.name, process, now)
-                in_hand = self.subscribers.in_hand
-                if in_hand is not None:
-                    queries.extend_leases(session, self.name, [], [], now + self.lease, (), in_hand)
-                if order_ids or notification_ids or message_ids:
-                    queries.extend_leases(
-                        session,
-                        self.name,
-                        order_ids,
-                        notification_ids,
-                        now + self.lease,
-                        message_ids,
-                    )
+                # One call for every kind of work in hand; kinds with nothing in hand cost nothing.
+                queries.extend_leases(
+                    session,
+                    self.name,
+                    order_ids,
+                    notification_ids,
+                    now + self.lease,
+                    message_ids,
+                    self.subscribers.in_hand,
+                )
                 taken = [
                     leases.take_over(session, name, now, self.call_window)
                     for name in leases.gone_workers(session, process.host, is_gone)
