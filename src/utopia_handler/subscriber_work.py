@@ -56,7 +56,6 @@ from utopia_handler.store.models import (
     MessageActionState,
     Order,
     SubscriberAction,
-    SubscriberActionAttempt,
     SubscriberActionKind,
 )
 from utopia_handler.subscriber import Plan
@@ -396,27 +395,6 @@ class SubscriberActionRunner:
             attempt=view.attempt_number,
         )
         return go_on
-
-
-def subscriber_history(
-    session: Session, order: Order
-) -> tuple[list[SubscriberAction], list[SubscriberActionAttempt]]:
-    """The order's subscriber actions and their attempts, oldest first."""
-    actions = list(
-        session.scalars(
-            select(SubscriberAction)
-            .where(SubscriberAction.order_id == order.id)
-            .order_by(SubscriberAction.id)
-        )
-    )
-    attempts = list(
-        session.scalars(
-            select(SubscriberActionAttempt)
-            .where(SubscriberActionAttempt.action_id.in_([a.id for a in actions]))
-            .order_by(SubscriberActionAttempt.id)
-        )
-    )
-    return actions, attempts
 
 
 def worker_alive(session: Session, now: datetime, within: timedelta) -> bool:

@@ -985,22 +985,32 @@ def message_actions(
     session: Session, order: Order
 ) -> tuple[list[MessageAction], list[MessageActionAttempt]]:
     """The routed messages' actions of one order and their attempts, oldest first."""
+    return _actions_of(session, order, MessageAction, MessageActionAttempt)
+
+
+def subscriber_actions(
+    session: Session, order: Order
+) -> tuple[list[SubscriberAction], list[SubscriberActionAttempt]]:
+    """The order's subscriber actions and their attempts, oldest first."""
+    return _actions_of(session, order, SubscriberAction, SubscriberActionAttempt)
+
+
+def _actions_of(
+    session: Session, order: Order, model: Any, attempt_model: Any
+) -> tuple[list[Any], list[Any]]:
     actions = list(
-        session.scalars(
-            select(MessageAction)
-            .where(MessageAction.order_id == order.id)
-            .order_by(MessageAction.id)
-        )
+        session.scalars(select(model).where(model.order_id == order.id).order_by(model.id))
     )
+    ids = [action.id for action in actions]
     attempts = (
         list(
             session.scalars(
-                select(MessageActionAttempt)
-                .where(MessageActionAttempt.action_id.in_([a.id for a in actions]))
-                .order_by(MessageActionAttempt.id)
+                select(attempt_model)
+                .where(attempt_model.action_id.in_(ids))
+                .order_by(attempt_model.id)
             )
         )
-        if actions
+        if ids
         else []
     )
     return actions, attempts

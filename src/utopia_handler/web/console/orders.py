@@ -34,8 +34,9 @@ from utopia_handler.store.models import (
     OrderState,
     SiteDecision,
     Step,
+    SubscriberAction,
 )
-from utopia_handler.subscriber_work import WORKER_ACTOR, subscriber_history
+from utopia_handler.subscriber_work import WORKER_ACTOR
 from utopia_handler.timeutil import utcnow
 from utopia_handler.web.console.common import (
     ACTION_STATE_WORDS,
@@ -197,7 +198,7 @@ _OUTCOME_TONE = {
 
 def _timeline(
     db: Session, order: Order
-) -> tuple[list[TimelineEntry], list[Notification], list[MessageAction]]:
+) -> tuple[list[TimelineEntry], list[Notification], list[MessageAction], list[SubscriberAction]]:
     callbacks, attempts, emails = queries.order_history(db, order)
     routed, routed_attempts = queries.message_actions(db, order)
     entries: list[TimelineEntry] = []
@@ -226,7 +227,7 @@ def _timeline(
                 _OUTCOME_TONE[attempt.outcome],
             )
         )
-    subscriber_actions, subscriber_attempts = subscriber_history(db, order)
+    subscriber_actions, subscriber_attempts = queries.subscriber_actions(db, order)
     asked = {action.id: action for action in subscriber_actions}
     for step_attempt in subscriber_attempts:
         entries.append(
@@ -284,7 +285,7 @@ def _timeline(
             )
         )
     entries.sort(key=lambda e: e.at)
-    return entries, list(emails), routed
+    return entries, list(emails), routed, subscriber_actions
 
 
 @dataclass(frozen=True)
@@ -334,8 +335,7 @@ def order_page(order_id: int) -> ResponseReturnValue:
         order = db.get(Order, order_id)
         if order is None:
             abort(404)
-        timeline, emails, routed = _timeline(db, order)
-        subscriber_actions, _ = subscriber_history(db, order)
+        timeline, emails, routed, subscriber_actions = _timeline(db, order)
         _, maybe_applied = queries.earlier_attempts(db, order, order.step)
         would_have_sent = queries.shadow_writes(db, order.id)
         provisioning = config_store.current_provisioning(db, runtime().settings.provisioning)
