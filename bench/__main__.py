@@ -317,6 +317,19 @@ def callback_body(index: int, prefix: str) -> bytes:
     ).encode()
 
 
+def answer_cells(result: LoadResult, quantiles: tuple[float, ...]) -> dict[str, str]:
+    """Throughput, latency percentiles, the slowest answer and the failures of one load."""
+    cells = {"ok/s": f"{result.throughput:,.0f}"}
+    for quantile in quantiles:
+        cells[f"p{quantile * 100:g} ms"] = f"{result.percentile(quantile) * 1000:.1f}"
+    cells["max ms"] = f"{max(result.latencies, default=float('nan')) * 1000:.1f}"
+    failures = ", ".join(f"{n}x{code}" for code, n in sorted(result.other.items()))
+    if result.errors:
+        failures += f", {result.errors} errors"
+    cells["not 2xx"] = failures or "0"
+    return cells
+
+
 def measure_acknowledgement(model: str, kind: str, profile: Profile, workdir: Path) -> list[Row]:
     rows: list[Row] = []
     with database(kind, workdir) as url:
@@ -368,14 +381,7 @@ def measure_acknowledgement(model: str, kind: str, profile: Profile, workdir: Pa
         cells = {
             "setup": f"{model} / {kind}",
             "load": label,
-            "ok/s": f"{result.throughput:,.0f}",
-            "p50 ms": f"{result.percentile(0.5) * 1000:.1f}",
-            "p90 ms": f"{result.percentile(0.9) * 1000:.1f}",
-            "p99 ms": f"{result.percentile(0.99) * 1000:.1f}",
-            "max ms": f"{max(result.latencies, default=float('nan')) * 1000:.1f}",
-            "not 2xx": ", ".join(f"{n}x{code}" for code, n in sorted(result.other.items()))
-            + (f", {result.errors} errors" if result.errors else "")
-            or "0",
+            **answer_cells(result, (0.5, 0.9, 0.99)),
             "loadgen CPU": f"{result.cpu_share:.0%}",
         }
         if label == "callback saturated":
@@ -469,13 +475,7 @@ def _ack_with_busy_worker(profile: Profile, workdir: Path, kind: str, url: str) 
                 "backlog": f"{profile.backlog} orders, {profile.latency * 1000:g} ms stand-ins",
                 "orders finished meanwhile": str(done_during),
                 "worker CPU": f"{worker_cpu / result.elapsed:.0%}" if result.elapsed else "-",
-                "ok/s": f"{result.throughput:,.0f}",
-                "p50 ms": f"{result.percentile(0.5) * 1000:.1f}",
-                "p99 ms": f"{result.percentile(0.99) * 1000:.1f}",
-                "max ms": f"{max(result.latencies, default=float('nan')) * 1000:.1f}",
-                "not 2xx": ", ".join(f"{n}x{code}" for code, n in sorted(result.other.items()))
-                + (f", {result.errors} errors" if result.errors else "")
-                or "0",
+                **answer_cells(result, (0.5, 0.99)),
             },
         )
     ]
